@@ -1,0 +1,66 @@
+"""Settings read from the environment (prefix ``INVITELINK_``) and an optional ``.env`` file."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_KEY_FILE = "secret_key"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INVITELINK_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./var/invitelink.db"
+    public_url: str = "http://127.0.0.1:8000"
+    # None means: generate once and keep it in ``var_dir`` so links stay valid across restarts.
+    secret_key: str | None = Field(default=None, repr=False)
+    var_dir: Path = Path("./var")
+
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    smtp_starttls: bool = True
+    smtp_from: str = "invitelink <noreply@localhost>"
+
+    sms_webhook_url: str | None = None
+    worker: Literal["embedded", "off"] = "embedded"
+
+    # Limits, documented in README and OpenAPI.
+    max_body_bytes: int = 1_048_576
+    max_import_bytes: int = 10_485_760
+    admin_session_hours: int = 12
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.var_dir / "outbox"
+
+    @cached_property
+    def server_secret(self) -> bytes:
+        """The server's HMAC key: the configured one, else one generated once and stored under var_dir."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.var_dir / SECRET_KEY_FILE
+        if not path.exists():
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+            # O_EXCL: two processes starting together must not each write a different key.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
