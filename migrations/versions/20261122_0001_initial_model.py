@@ -83,9 +83,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "role IN ('owner', 'admin', 'editor', 'viewer')", name=op.f("ck_memberships_role")
-        ),
+        sa.CheckConstraint("role IN ('owner', 'admin', 'editor', 'viewer')", name=op.f("ck_memberships_role")),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_memberships_user_id_users"), ondelete="CASCADE"
         ),
@@ -168,9 +166,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_panelists")),
-        sa.UniqueConstraint(
-            "supplier_id", "environment", "pid", name=op.f("uq_panelists_supplier_id_environment_pid")
-        ),
+        sa.UniqueConstraint("supplier_id", "environment", "pid", name=op.f("uq_panelists_supplier_id_environment_pid")),
     )
     op.create_table(
         "supplier_keys",
@@ -182,9 +178,7 @@ def upgrade() -> None:
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "environment IN ('production', 'sandbox')", name=op.f("ck_supplier_keys_environment")
-        ),
+        sa.CheckConstraint("environment IN ('production', 'sandbox')", name=op.f("ck_supplier_keys_environment")),
         sa.ForeignKeyConstraint(
             ["supplier_id"],
             ["suppliers.id"],
@@ -237,9 +231,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("public_id", name=op.f("uq_surveys_public_id")),
     )
     with op.batch_alter_table("surveys", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_surveys_status_created_at"), ["status", "created_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_surveys_status_created_at"), ["status", "created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_surveys_workspace_id_id"), ["workspace_id", "id"], unique=False)
 
     op.create_table(
@@ -457,9 +449,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("contact_id", "mailing_id", name=op.f("uq_tokens_contact_id_mailing_id")),
     )
     with op.batch_alter_table("tokens", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_tokens_survey_id_kind_id"), ["survey_id", "kind", "id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_tokens_survey_id_kind_id"), ["survey_id", "kind", "id"], unique=False)
 
     op.create_table(
         "deliveries",
@@ -533,9 +523,7 @@ def upgrade() -> None:
         sa.Column("metadata", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "environment IN ('production', 'sandbox')", name=op.f("ck_participations_environment")
-        ),
+        sa.CheckConstraint("environment IN ('production', 'sandbox')", name=op.f("ck_participations_environment")),
         sa.CheckConstraint(
             "status IN ('clicked', 'started', 'completed', 'terminated', 'quotafull', 'security')",
             name=op.f("ck_participations_status"),
@@ -577,9 +565,7 @@ def upgrade() -> None:
             unique=False,
         )
         batch_op.create_index(batch_op.f("ix_participations_survey_id_id"), ["survey_id", "id"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_participations_survey_id_status"), ["survey_id", "status"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_participations_survey_id_status"), ["survey_id", "status"], unique=False)
 
     # ### end Alembic commands ###
 

@@ -1,4 +1,4 @@
-"""Engines and sessions; SQLite gets the pragmas that make it a sound embedded store."""
+"""Engines and sessions; SQLite gets the pragmas and transaction modes that make it a sound embedded store."""
 
 from __future__ import annotations
 
@@ -16,26 +16,32 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine for ``url``; for SQLite, WAL with a busy timeout so readers never block the writer."""
+def make_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> Engine:
+    """An engine for ``url``.
+
+    SQLite: WAL with a busy timeout. Write engines begin every transaction IMMEDIATE, so two writers queue on
+    the busy timeout instead of one failing when it upgrades a read lock mid-transaction; read-only engines
+    begin DEFERRED, so readers never wait for the writer.
+    """
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            pool_size=pool_size,
-            max_overflow=pool_size,
-        )
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=pool_size,
+        max_overflow=pool_size,
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # pysqlite's own transaction handling defers BEGIN badly; we issue BEGIN ourselves (see _sqlite_begin).
+    # pysqlite's own transaction handling defers BEGIN badly; we issue BEGIN ourselves (see make_engine).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -45,14 +51,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection: Any) -> None:
-    # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of one failing
-    # with "database is locked" when it upgrades a read lock mid-transaction.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+class Database:
+    """The app's engines: one for writes and, on SQLite, a second for reads (the same one elsewhere)."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size)
+        self.read_engine = make_engine(url, pool_size=pool_size, read_only=True) if is_sqlite(url) else self.engine
+        self.sessions = make_sessionmaker(self.engine)
+        self.read_sessions = make_sessionmaker(self.read_engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
 
 @contextmanager

@@ -31,6 +31,7 @@ __all__ = [
     "Quota",
     "Supplier",
     "SupplierKey",
+    "Suppression",
     "Survey",
     "Token",
     "TriggerToken",

@@ -17,9 +17,7 @@ class ApiAccess(Base):
 
     __tablename__ = "api_accesses"
     __table_args__ = (
-        CheckConstraint(
-            "function IN ('create_link', 'send_mail', 'serial_status', 'address_status')", name="function"
-        ),
+        CheckConstraint("function IN ('create_link', 'send_mail', 'serial_status', 'address_status')", name="function"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

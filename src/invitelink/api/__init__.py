@@ -1,0 +1,1 @@
+"""HTTP adapters: one module (or package) per API family."""

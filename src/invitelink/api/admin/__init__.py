@@ -1,0 +1,11 @@
+"""The admin API under /admin/v1/."""
+
+from fastapi import APIRouter
+
+from invitelink.api.admin import auth, contacts, industries, mailings, results, serials, surveys, workspaces
+
+router = APIRouter(prefix="/admin/v1")
+for module in (auth, workspaces, industries, surveys, mailings, contacts, serials, results):
+    router.include_router(module.router)
+
+__all__ = ["router"]

@@ -1,0 +1,57 @@
+"""Admin API authentication and authorisation dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Path
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from invitelink.api.deps import get_db
+from invitelink.models import Survey
+from invitelink.services import accounts, surveys
+from invitelink.services.accounts import Principal
+from invitelink.services.errors import Forbidden, Unauthorized
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="/admin/v1/auth/token", auto_error=False)
+
+Db = Annotated[Session, Depends(get_db)]
+
+
+def current_principal(db: Db, token: Annotated[str | None, Depends(oauth2)]) -> Principal:
+    if not token:
+        raise Unauthorized("missing bearer token: log in at /admin/v1/auth/token")
+    return accounts.resolve_token(db, token)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(role: str) -> Callable[[Principal], Principal]:
+    """A dependency that lets through principals with at least ``role``."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.can(role):
+            raise Forbidden(f"this needs the {role} role or higher; you are {principal.role}")
+        return principal
+
+    return check
+
+
+Viewer = CurrentPrincipal
+Editor = Annotated[Principal, Depends(require("editor"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+def survey_for_read(db: Db, principal: CurrentPrincipal, survey_id: Annotated[int, Path()]) -> Survey:
+    return surveys.get_survey(db, principal.workspace_id, survey_id)
+
+
+def survey_for_write(db: Db, principal: Editor, survey_id: Annotated[int, Path()]) -> Survey:
+    return surveys.get_survey(db, principal.workspace_id, survey_id)
+
+
+ReadableSurvey = Annotated[Survey, Depends(survey_for_read)]
+WritableSurvey = Annotated[Survey, Depends(survey_for_write)]

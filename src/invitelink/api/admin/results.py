@@ -1,0 +1,34 @@
+"""Survey results: participations with responses and invitation metadata (pinned by CONTRACT.md section 7)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from invitelink.api.admin.deps import Db, ReadableSurvey
+from invitelink.api.admin.errors import AdminRoute
+from invitelink.api.admin.schemas import Page, ResultItem
+from invitelink.models import Participation
+from invitelink.services import results
+from invitelink.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, paginate
+
+router = APIRouter(tags=["results"], route_class=AdminRoute)
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+
+@router.get(
+    "/surveys/{survey_id}/results",
+    response_model=Page[ResultItem],
+    summary="Participations with their responses and invitation metadata",
+    description="One item per participation, oldest first. `metadata` is the invitation's hidden metadata, "
+    "shown once the participant completed; `response` is what the questionnaire callback sent.",
+)
+def survey_results(
+    survey: ReadableSurvey, db: Db, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
+) -> Page[ResultItem]:
+    page = paginate(db, results.results_stmt(survey.id), Participation.id, cursor, limit)
+    return Page(
+        items=[ResultItem.model_validate(results.result_item(*row)) for row in page.items],
+        next_cursor=page.next_cursor,
+    )

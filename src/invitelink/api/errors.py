@@ -1,0 +1,84 @@
+"""Per-family error envelopes: a route class that turns domain and validation errors into the family's body."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+from invitelink.services.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
+
+STATUS_BY_ERROR: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 400,
+    Forbidden: 403,
+    Unauthorized: 401,
+    RateLimited: 429,
+}
+
+Renderer = Callable[[Request, int, str, DomainError | None], Response]
+
+
+def status_of(exc: DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 400
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    """One readable line from pydantic's error list: ``field: problem; field: problem``."""
+    parts = []
+    for error in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "form"))
+        parts.append(f"{loc}: {error.get('msg', 'invalid')}" if loc else str(error.get("msg", "invalid")))
+    return "; ".join(parts) or "invalid request"
+
+
+def family_route(render: Renderer, *, validation_status: int = 400) -> type[APIRoute]:
+    """A route class for one API family: every DomainError and validation error is rendered by ``render``."""
+
+    class FamilyRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            original = super().get_route_handler()
+
+            async def handler(request: Request) -> Response:
+                try:
+                    return await original(request)
+                except DomainError as exc:
+                    # The error becomes a response here, before the session dependency closes: it must roll
+                    # the request's transaction back rather than commit half of it.
+                    request.state.rollback = True
+                    response = render(request, status_of(exc), exc.message, exc)
+                    if isinstance(exc, RateLimited):
+                        response.headers["Retry-After"] = str(exc.retry_after)
+                    if isinstance(exc, Unauthorized):
+                        response.headers.setdefault("WWW-Authenticate", "Bearer")
+                    return response
+                except RequestValidationError as exc:
+                    request.state.rollback = True
+                    return render(request, validation_status, validation_message(exc), None)
+
+            return handler
+
+    return FamilyRoute
+
+
+def detail_body(message: str, exc: DomainError | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"detail": message}
+    if exc is not None and exc.field:
+        body["field"] = exc.field
+    body.update(extra)
+    return body

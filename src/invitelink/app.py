@@ -1,0 +1,103 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from invitelink import __version__
+from invitelink.api.admin import router as admin_router
+from invitelink.config import Settings
+from invitelink.db import Database
+from invitelink.limits import BodySizeLimit
+from invitelink.schema import is_at_head
+
+DESCRIPTION = """
+Personal survey invitation links behind three API families, over one data model:
+
+* **SoSci-style mailing API**: personal links, serial mails, serial-code and address status.
+* **Trigger API** (`POST /api/invitation-trigger`): bearer trigger tokens that queue invitation batches.
+* **Supplier API** (`/sandbox/v1/`, `/production/v1/`): R4I-style inventory, participants, signed links, stats.
+* **Admin API** (`/admin/v1/`): everything else. Use **Authorize** with your e-mail and password.
+
+Limits: request bodies 1 MiB (contact imports 10 MiB); list pages hold at most 200 items (`limit`), continued
+with `cursor`.
+"""
+
+TAGS = [
+    {"name": "auth", "description": "Log in (OAuth2 password flow) and out."},
+    {"name": "workspaces", "description": "Tenants. Every object belongs to one workspace."},
+    {"name": "members", "description": "Who may do what: owner, admin, editor, viewer (read only)."},
+    {"name": "industries", "description": "Industry list used to classify surveys."},
+    {"name": "surveys", "description": "Surveys, their status and questionnaire callback secret."},
+    {"name": "mailings", "description": "Serial mailings (M{id}) and trigger batches."},
+    {"name": "contacts", "description": "Contacts of a survey; single and bulk import."},
+    {"name": "serial codes", "description": "Access codes typed by participants."},
+    {"name": "results", "description": "Participations, responses and invitation metadata."},
+    {"name": "health", "description": "Liveness and readiness probes."},
+]
+
+
+def render_body_limit(path: str, message: str) -> dict[str, object]:
+    return {"detail": message}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    database = Database(settings.database_url)
+    engine = database.read_engine
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            database.dispose()
+
+    app = FastAPI(
+        title="invitelink",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.sessions = database.sessions
+    app.state.read_sessions = database.read_sessions
+    app.add_middleware(
+        BodySizeLimit,
+        default=settings.max_body_bytes,
+        overrides={"/contacts/import": settings.max_import_bytes},
+        render=render_body_limit,
+    )
+    app.include_router(admin_router)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="The database answers and is migrated to head")
+    async def readyz(request: Request) -> JSONResponse:
+        def check() -> tuple[bool, str]:
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                if not is_at_head(engine):
+                    return False, "database is not migrated to head: run `invitelink migrate`"
+            except Exception as exc:  # any driver error means "not ready", and says why
+                return False, f"database unreachable: {type(exc).__name__}"
+            return True, "ok"
+
+        ready, detail = await run_in_threadpool(check)
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "detail": detail}, status_code=200 if ready else 503
+        )
+
+    return app

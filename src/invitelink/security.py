@@ -1,0 +1,60 @@
+"""Secrets: random generation, digests for lookup, argon2id for human passwords, HMAC signing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+TOKEN_ALPHABET = string.ascii_uppercase + string.digits
+# Serial codes are read and typed by people: no 0/O, 1/I/L.
+SERIAL_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+# A hash to verify against when the user does not exist, so login time does not reveal which e-mails exist.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def random_code(length: int, alphabet: str = TOKEN_ALPHABET) -> str:
+    """A code from the OS's cryptographic random source."""
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def new_secret(prefix: str, nbytes: int = 24) -> str:
+    """A high-entropy API secret with a readable prefix (``sit_…``, ``R4I_LIVE_…``)."""
+    return prefix + secrets.token_urlsafe(nbytes)
+
+
+def digest(secret: str) -> str:
+    """SHA-256 hex digest: API secrets are high-entropy, so a fast hash is the right lookup key."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Constant-work check: an unknown user still costs one argon2 verification."""
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def sign(key: bytes, message: str) -> str:
+    """Hex HMAC-SHA256 of ``message``."""
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def derive_key(server_secret: bytes, purpose: str) -> bytes:
+    """A sub-key of the server secret for one purpose, so one leaked sub-key exposes nothing else."""
+    return hmac.new(server_secret, purpose.encode(), hashlib.sha256).digest()
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())

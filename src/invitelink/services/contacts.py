@@ -1,0 +1,225 @@
+"""Contacts of a survey: single create/update and bulk import with a per-row report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from invitelink.models import Contact, Survey
+from invitelink.security import SERIAL_ALPHABET, random_code
+from invitelink.services.errors import Conflict, DomainError, InvalidInput, NotFound, save_or_conflict
+from invitelink.services.identity import normalize_email, normalize_mobile, normalize_uid
+
+IMPORT_COLUMNS = ("email", "mobile", "uid", "name", "subgroup")
+MAX_IMPORT_ROWS = 50_000
+MAX_NAME = 200
+MAX_SUBGROUP = 64
+SERIAL_LENGTH = 10
+
+
+@dataclass
+class ContactInput:
+    email: str | None = None
+    mobile: str | None = None
+    uid: str | None = None
+    name: str = ""
+    subgroup: str = ""
+    anonymous: bool = False
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    skipped: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def normalize(data: ContactInput) -> ContactInput:
+    """Normalised copy; raises InvalidInput naming the field that is wrong."""
+    email = normalize_email(data.email) if data.email else None
+    mobile = normalize_mobile(data.mobile) if data.mobile else None
+    uid = normalize_uid(data.uid) if data.uid else None
+    if not (email or mobile or uid):
+        raise InvalidInput("a contact needs an email, a mobile or a uid")
+    if len(data.name) > MAX_NAME:
+        raise InvalidInput(f"name is longer than {MAX_NAME} characters", field="name")
+    if len(data.subgroup) > MAX_SUBGROUP:
+        raise InvalidInput(f"subgroup is longer than {MAX_SUBGROUP} characters", field="subgroup")
+    return ContactInput(email, mobile, uid, data.name.strip(), data.subgroup.strip(), data.anonymous)
+
+
+def new_serial() -> str:
+    return random_code(SERIAL_LENGTH, SERIAL_ALPHABET)
+
+
+def get_contact(session: Session, survey: Survey, contact_id: int) -> Contact:
+    contact = session.get(Contact, contact_id)
+    if contact is None or contact.survey_id != survey.id:
+        raise NotFound("contact not found")
+    return contact
+
+
+def create_contact(session: Session, survey: Survey, data: ContactInput) -> Contact:
+    data = normalize(data)
+    contact = Contact(
+        survey_id=survey.id,
+        email=data.email,
+        mobile=data.mobile,
+        uid=data.uid,
+        name=data.name,
+        subgroup=data.subgroup,
+        anonymous=data.anonymous,
+        serial=None if data.anonymous else new_serial(),
+    )
+    save_or_conflict(session, contact, "a contact with this email, mobile or uid exists in this survey")
+    return contact
+
+
+def update_contact(session: Session, contact: Contact, changes: dict[str, Any]) -> Contact:
+    merged = ContactInput(
+        email=changes.get("email", contact.email),
+        mobile=changes.get("mobile", contact.mobile),
+        uid=changes.get("uid", contact.uid),
+        name=changes.get("name", contact.name),
+        subgroup=changes.get("subgroup", contact.subgroup),
+        anonymous=contact.anonymous,
+    )
+    data = normalize(merged)
+    contact.email, contact.mobile, contact.uid = data.email, data.mobile, data.uid
+    contact.name, contact.subgroup = data.name, data.subgroup
+    save_or_conflict(session, contact, "another contact of this survey has this email, mobile or uid")
+    return contact
+
+
+def parse_csv(text: str) -> list[dict[str, Any]]:
+    """Rows of a CSV with a header naming some of IMPORT_COLUMNS; InvalidInput on a malformed file."""
+    if "\x00" in text:
+        raise InvalidInput("the file contains NUL bytes, so it is not CSV text: export it as CSV (UTF-8)")
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = reader.fieldnames
+        if not header:
+            raise InvalidInput("CSV is empty: the first line must name the columns, e.g. email,name")
+        header = [h.strip().lower() for h in header]
+        unknown = [h for h in header if h not in IMPORT_COLUMNS]
+        if unknown:
+            raise InvalidInput(
+                f"unknown CSV column(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(IMPORT_COLUMNS)}"
+            )
+        reader.fieldnames = header
+        return [dict(row) for row in reader]
+    except csv.Error as exc:
+        raise InvalidInput(f"malformed CSV at line {reader.line_num}: {exc}") from exc
+
+
+def parse_json(text: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}") from exc
+    if isinstance(data, dict) and "contacts" in data:
+        data = data["contacts"]
+    if not isinstance(data, list):
+        raise InvalidInput('JSON import takes a list of contacts or {"contacts": [...]}')
+    return data
+
+
+def _row_input(row: Any) -> ContactInput:
+    if not isinstance(row, dict):
+        raise InvalidInput("a row must be an object with email, mobile, uid, name, subgroup")
+    if None in row:
+        raise InvalidInput("row has more fields than the header")
+    unknown = [k for k in row if k not in IMPORT_COLUMNS]
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {', '.join(map(str, unknown))}")
+    values: dict[str, str] = {}
+    for key in IMPORT_COLUMNS:
+        value = row.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InvalidInput(f"{key} must be a string", field=key)
+        values[key] = value
+    return normalize(
+        ContactInput(
+            email=values.get("email") or None,
+            mobile=values.get("mobile") or None,
+            uid=values.get("uid") or None,
+            name=values.get("name", ""),
+            subgroup=values.get("subgroup", ""),
+        )
+    )
+
+
+def import_contacts(session: Session, survey: Survey, rows: list[Any]) -> ImportReport:
+    """Store every valid new row; rows already in the survey are skipped; invalid rows are reported.
+
+    Row numbers count data rows from 1 (a CSV's header is not a row).
+    """
+    if len(rows) > MAX_IMPORT_ROWS:
+        raise InvalidInput(f"at most {MAX_IMPORT_ROWS} rows per import; split the file")
+    report = ImportReport()
+    valid: list[tuple[int, ContactInput]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for number, row in enumerate(rows, start=1):
+        try:
+            data = _row_input(row)
+        except DomainError as exc:
+            report.errors.append({"row": number, "field": exc.field, "error": exc.message})
+            continue
+        keys = [(k, v) for k, v in (("email", data.email), ("mobile", data.mobile), ("uid", data.uid)) if v]
+        duplicate = next((seen[k] for k in keys if k in seen), None)
+        if duplicate is not None:
+            report.errors.append({"row": number, "field": None, "error": f"duplicate of row {duplicate}"})
+            continue
+        seen.update({k: number for k in keys})
+        valid.append((number, data))
+
+    existing = _existing_keys(session, survey.id, seen)
+    new_contacts = []
+    for _number, data in valid:
+        if any((k, v) in existing for k, v in (("email", data.email), ("mobile", data.mobile), ("uid", data.uid))):
+            report.skipped += 1
+            continue
+        new_contacts.append(
+            Contact(
+                survey_id=survey.id,
+                email=data.email,
+                mobile=data.mobile,
+                uid=data.uid,
+                name=data.name,
+                subgroup=data.subgroup,
+                serial=new_serial(),
+            )
+        )
+    session.add_all(new_contacts)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict("contacts changed during the import; run it again (existing rows are skipped)") from exc
+    report.created = len(new_contacts)
+    return report
+
+
+def _existing_keys(session: Session, survey_id: int, keys: dict[tuple[str, str], int]) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    by_field: dict[str, list[str]] = {"email": [], "mobile": [], "uid": []}
+    for name, value in keys:
+        by_field[name].append(value)
+    chunk = 500  # stays under SQLite's bound-parameter limit
+    for name, values in by_field.items():
+        column = getattr(Contact, name)
+        for start in range(0, len(values), chunk):
+            part = values[start : start + chunk]
+            rows = session.execute(
+                select(column).where(Contact.survey_id == survey_id, or_(column.in_(part)))
+            ).scalars()
+            found.update((name, v) for v in rows)
+    return found

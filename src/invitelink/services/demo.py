@@ -1,0 +1,69 @@
+"""A complete demo workspace: admin, active survey, mailing, serial codes, industries."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from invitelink.config import Settings
+from invitelink.models import Industry
+from invitelink.services import accounts, industries, mailings, serials, surveys
+
+DEMO_SERIAL_CODES = 5
+
+
+def seed_demo(session: Session, settings: Settings) -> dict[str, Any]:
+    """Seed one new, independent demo workspace and return its credentials (CONTRACT.md section 2)."""
+    suffix = secrets.token_hex(4)
+    email = f"demo-{suffix}@example.org"
+    password = secrets.token_urlsafe(12)
+    workspace, user = accounts.create_admin(session, email, password, "Demo")
+    token, _ = accounts.open_session(session, user, workspace.id, timedelta(days=30))
+    for name in industries.DEFAULT_INDUSTRIES:
+        session.add(Industry(workspace_id=workspace.id, name=name))
+    session.flush()
+    survey, callback_secret = surveys.create_survey(
+        session,
+        workspace.id,
+        {
+            "title": "Demo customer survey",
+            "project": f"demo-{suffix}",
+            "questionnaire_url": "https://questionnaire.example.org/demo?token={token}",
+            "status": "active",
+            "segment": "B2C",
+            "cpi": {"value": 6, "currency": "USD"},
+            "ir": 40,
+            "loi": 12,
+            "description": "A demo survey seeded by `invitelink demo`.",
+            "countries": ["USA", "UK", "Germany"],
+        },
+    )
+    mailing = mailings.create_mailing(
+        session,
+        survey,
+        {
+            "name": "Demo invitation",
+            "channel": "email",
+            "subject": "Your invitation to {{survey_title}}",
+            "body": "Hello {{recipient_name}},\n\nplease take part in our survey: {{survey_link}}\n",
+        },
+    )
+    codes = serials.generate_serial_codes(session, survey, DEMO_SERIAL_CODES, notice="demo")
+    return {
+        "workspace": {"id": workspace.id, "name": workspace.name},
+        "admin": {"email": user.email, "password": password, "token": token},
+        "survey": {
+            "id": survey.id,
+            "project": survey.project,
+            "public_id": survey.public_id,
+            "questionnaire_url": survey.questionnaire_url,
+            "callback_secret": callback_secret,
+            "mailing_id": mailing.id,
+        },
+        "serial_codes": [t.code for t in codes],
+        "admin_api": f"{settings.public_url}/admin/v1/",
+        "docs": f"{settings.public_url}/docs",
+    }

@@ -1,0 +1,54 @@
+"""Domain exceptions; each API family maps them to its own error envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+
+class DomainError(Exception):
+    """Base of every error a service raises on purpose; ``message`` is safe to show to the caller."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(DomainError):
+    pass
+
+
+class Conflict(DomainError):
+    pass
+
+
+class InvalidInput(DomainError):
+    pass
+
+
+class Forbidden(DomainError):
+    pass
+
+
+class Unauthorized(DomainError):
+    pass
+
+
+class RateLimited(DomainError):
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def save_or_conflict(session: Session, obj: Any, message: str, *, field: str | None = None) -> None:
+    """Flush ``obj`` in a savepoint; a unique-constraint clash becomes Conflict and leaves the session usable."""
+    try:
+        # add() inside the savepoint: begin_nested() flushes pending objects before it starts.
+        with session.begin_nested():
+            session.add(obj)
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict(message, field=field) from exc

@@ -1,0 +1,33 @@
+"""The workspace's industry list (R4I ``get_industries``, survey classification)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from invitelink.models import Industry
+from invitelink.services.errors import NotFound, save_or_conflict
+
+DEFAULT_INDUSTRIES = (
+    "Healthcare",
+    "Finance",
+    "Technology",
+    "Retail",
+    "Education",
+    "Travel",
+    "Automotive",
+    "Real Estate",
+    "Energy",
+    "Media",
+)
+
+
+def get_industry(session: Session, workspace_id: int, industry_id: int) -> Industry:
+    industry = session.get(Industry, industry_id)
+    if industry is None or industry.workspace_id != workspace_id:
+        raise NotFound("industry not found")
+    return industry
+
+
+def save_industry(session: Session, industry: Industry) -> Industry:
+    save_or_conflict(session, industry, f"industry '{industry.name}' exists in this workspace", field="name")
+    return industry
