@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -54,9 +55,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = None
+        if settings.worker == "embedded":
+            from invitelink.worker.runner import Worker
+
+            # Same code as `invitelink worker`, in this process's event loop.
+            task = asyncio.create_task(Worker(settings, database).run(stop))
         try:
             yield
         finally:
+            stop.set()
+            if task is not None:
+                await task
             database.dispose()
 
     app = FastAPI(

@@ -1,0 +1,172 @@
+"""The delivery queue in the database: claiming with a lease, and recording outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from invitelink.models import Contact, Delivery, Mailing, Suppression, Survey, Token, Workspace, utcnow
+
+MAX_ATTEMPTS = 8
+BASE_BACKOFF = timedelta(seconds=30)
+MAX_BACKOFF = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything needed to send one delivery, read in the claiming transaction."""
+
+    delivery_id: int
+    channel: str
+    sequence: int
+    attempts: int
+    to: str
+    recipient_name: str
+    subject: str
+    body: str
+    sender_name: str
+    token: str
+    project: str
+    survey_title: str
+    workspace_name: str
+
+
+def backoff(attempts: int) -> timedelta:
+    """30 s, 60 s, 120 s, … capped at one hour."""
+    delay: timedelta = BASE_BACKOFF * (2 ** max(attempts - 1, 0))
+    return min(delay, MAX_BACKOFF)
+
+
+def claim(session: Session, worker_id: str, batch: int, lease: timedelta) -> list[Job]:
+    """Lease up to ``batch`` due deliveries of active surveys; expired leases count as due again.
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent workers take disjoint rows. SQLite: the transaction
+    began IMMEDIATE and holds the only write lock, which gives the same guarantee.
+    """
+    now = utcnow()
+    due = or_(
+        and_(Delivery.status == "queued", Delivery.due_at <= now),
+        and_(Delivery.status == "sending", Delivery.locked_until < now),
+    )
+    stmt = (
+        select(Delivery.id)
+        .join(Mailing, Mailing.id == Delivery.mailing_id)
+        .join(Survey, Survey.id == Mailing.survey_id)
+        .where(due, Survey.status == "active")  # draft and closed surveys hold their deliveries
+        .order_by(Delivery.due_at, Delivery.id)
+        .limit(batch)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=Delivery, skip_locked=True)
+    ids = list(session.scalars(stmt))
+    if not ids:
+        return []
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids))
+        .values(status="sending", locked_until=now + lease, locked_by=worker_id, attempts=Delivery.attempts + 1)
+    )
+    rows = session.execute(
+        select(Delivery, Contact, Mailing, Survey, Workspace, Token)
+        .join(Contact, Contact.id == Delivery.contact_id)
+        .join(Mailing, Mailing.id == Delivery.mailing_id)
+        .join(Survey, Survey.id == Mailing.survey_id)
+        .join(Workspace, Workspace.id == Survey.workspace_id)
+        .join(Token, Token.id == Delivery.token_id)
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.due_at, Delivery.id)
+    ).all()
+    suppressed = _suppressed(session, [(w.id, c.email) for _d, c, _m, _s, w, _t in rows if c.email])
+    jobs = []
+    for delivery, contact, mailing, survey, workspace, token in rows:
+        to = contact.email if delivery.channel == "email" else contact.mobile
+        if not to or (delivery.channel == "email" and (workspace.id, to) in suppressed):
+            delivery.status, delivery.transport_status, delivery.locked_until = "skipped", "none", None
+            delivery.last_error = "address suppressed" if to else "no address for this channel"
+            continue
+        jobs.append(
+            Job(
+                delivery_id=delivery.id,
+                channel=delivery.channel,
+                sequence=delivery.sequence,
+                attempts=delivery.attempts,
+                to=to,
+                recipient_name=contact.name,
+                subject=mailing.subject,
+                body=mailing.body,
+                sender_name=mailing.sender_name,
+                token=token.code,
+                project=survey.project,
+                survey_title=survey.title,
+                workspace_name=workspace.name,
+            )
+        )
+    return jobs
+
+
+def _suppressed(session: Session, pairs: list[tuple[int, str]]) -> set[tuple[int, str]]:
+    if not pairs:
+        return set()
+    workspaces = {w for w, _ in pairs}
+    addresses = {a for _, a in pairs}
+    rows = session.execute(
+        select(Suppression.workspace_id, Suppression.address).where(
+            Suppression.workspace_id.in_(workspaces), Suppression.address.in_(addresses)
+        )
+    )
+    return {(w, a) for w, a in rows}
+
+
+def _mine(delivery_id: int, worker_id: str) -> list[object]:
+    # Only the lease holder records an outcome: a worker whose lease expired must not overwrite a newer one.
+    return [Delivery.id == delivery_id, Delivery.locked_by == worker_id, Delivery.status == "sending"]
+
+
+def mark_sent(session: Session, delivery_id: int, worker_id: str, message_id: str) -> None:
+    session.execute(
+        update(Delivery)
+        .where(*_mine(delivery_id, worker_id))  # type: ignore[arg-type]
+        .values(
+            status="sent",
+            transport_status="delivered",
+            message_id=message_id,
+            sent_at=utcnow(),
+            locked_until=None,
+            last_error=None,
+        )
+    )
+
+
+def mark_failed(session: Session, delivery_id: int, worker_id: str, error: str) -> None:
+    session.execute(
+        update(Delivery)
+        .where(*_mine(delivery_id, worker_id))  # type: ignore[arg-type]
+        .values(status="failed", transport_status="bounced", locked_until=None, last_error=error[:1000])
+    )
+
+
+def mark_retry(session: Session, job: Job, worker_id: str, error: str) -> datetime | None:
+    """Queue again after the backoff; after MAX_ATTEMPTS the delivery fails. Returns the next due time."""
+    if job.attempts >= MAX_ATTEMPTS:
+        mark_failed(session, job.delivery_id, worker_id, f"gave up after {job.attempts} attempts: {error}")
+        return None
+    due = utcnow() + backoff(job.attempts)
+    session.execute(
+        update(Delivery)
+        .where(*_mine(job.delivery_id, worker_id))  # type: ignore[arg-type]
+        .values(status="queued", due_at=due, locked_until=None, last_error=error[:1000])
+    )
+    return due
+
+
+def release(session: Session, delivery_ids: list[int], worker_id: str) -> None:
+    """Give claimed but unsent deliveries back to the queue (graceful shutdown), without costing an attempt."""
+    if delivery_ids:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(delivery_ids), Delivery.locked_by == worker_id, Delivery.status == "sending")
+            .values(status="queued", locked_until=None, attempts=Delivery.attempts - 1)
+        )

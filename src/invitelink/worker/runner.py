@@ -1,0 +1,133 @@
+"""The worker loop, shared by ``invitelink worker`` and the worker embedded in ``invitelink serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from datetime import timedelta
+
+from invitelink.config import Settings
+from invitelink.db import Database, transaction
+from invitelink.worker import queue
+from invitelink.worker.messages import build_email, build_sms, message_id
+from invitelink.worker.transports import PermanentError, TransientError, make_mailer, make_sms
+
+log = logging.getLogger("invitelink.worker")
+
+BATCH = 50
+LEASE = timedelta(minutes=5)
+POLL_SECONDS = 1.0
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database | None = None,
+        *,
+        batch: int = BATCH,
+        lease: timedelta = LEASE,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.settings = settings
+        self.database = database or Database(settings.database_url, pool_size=2)
+        self._owns_database = database is None
+        self.worker_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.batch = batch
+        self.lease = lease
+        self.poll_seconds = poll_seconds
+        self.mailer = make_mailer(settings)
+        self.sms = make_sms(settings)
+        self.sent = 0
+
+    def _claim(self) -> list[queue.Job]:
+        with transaction(self.database.sessions) as session:
+            return queue.claim(session, self.worker_id, self.batch, self.lease)
+
+    def _record(self, job: queue.Job, outcome: str, detail: str) -> None:
+        with transaction(self.database.sessions) as session:
+            if outcome == "sent":
+                queue.mark_sent(session, job.delivery_id, self.worker_id, detail)
+            elif outcome == "failed":
+                queue.mark_failed(session, job.delivery_id, self.worker_id, detail)
+            else:
+                queue.mark_retry(session, job, self.worker_id, detail)
+
+    def _release(self, jobs: list[queue.Job]) -> None:
+        with transaction(self.database.sessions) as session:
+            queue.release(session, [j.delivery_id for j in jobs], self.worker_id)
+
+    async def send(self, job: queue.Job) -> None:
+        """Send one job and record the outcome; never raises for a transport's refusal."""
+        key = f"delivery-{job.delivery_id}-{job.sequence}"
+        try:
+            if job.channel == "email":
+                message = build_email(self.settings, job)
+                await self.mailer.send(message, key)
+                detail = message_id(self.settings, job)
+            else:
+                await self.sms.send(job.to, build_sms(self.settings, job), key)
+                detail = key
+        except PermanentError as exc:
+            log.warning("delivery %s failed: %s", job.delivery_id, exc)
+            await asyncio.to_thread(self._record, job, "failed", str(exc))
+            return
+        except TransientError as exc:
+            log.info("delivery %s will be retried: %s", job.delivery_id, exc)
+            await asyncio.to_thread(self._record, job, "retry", str(exc))
+            return
+        await asyncio.to_thread(self._record, job, "sent", detail)
+        self.sent += 1
+
+    async def run_once(self, stop: asyncio.Event | None = None) -> int:
+        """Claim one batch and send it; returns how many jobs it claimed. Stops early, releasing the rest."""
+        jobs = await asyncio.to_thread(self._claim)
+        for index, job in enumerate(jobs):
+            if stop is not None and stop.is_set():
+                await asyncio.to_thread(self._release, jobs[index:])
+                break
+            await self.send(job)
+        return len(jobs)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until ``stop`` is set: finish the message in hand, give the rest of the batch back."""
+        log.info("delivery worker %s started", self.worker_id)
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = await self.run_once(stop)
+                except Exception:
+                    # The database may be briefly away (restart, failover): keep the worker alive and retry.
+                    log.exception("worker iteration failed; retrying")
+                    claimed = 0
+                if claimed == 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
+        finally:
+            await self.close()
+            log.info("delivery worker %s stopped after %d messages", self.worker_id, self.sent)
+
+    async def close(self) -> None:
+        await self.mailer.close()
+        await self.sms.close()
+        if self._owns_database:
+            self.database.dispose()
+
+
+def run_forever(settings: Settings) -> None:
+    """``invitelink worker``: run until SIGTERM or SIGINT."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Worker(settings).run(stop)
+
+    asyncio.run(main())

@@ -1,0 +1,228 @@
+"""The delivery worker against a real SMTP server on loopback, the file outbox, leases and retries."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import select, update
+
+from invitelink.config import Settings
+from invitelink.db import Database, transaction
+from invitelink.models import Contact, Delivery, Mailing, Suppression, Survey, utcnow
+from invitelink.services import accounts, contacts, surveys
+from invitelink.services.deliveries import enqueue
+from invitelink.services.links import issue_token
+from invitelink.worker import queue
+from invitelink.worker.runner import Worker
+from tests.smtp_server import SmtpSink, free_port
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def database(settings: Settings) -> Iterator[Database]:
+    db = Database(settings.database_url, pool_size=4)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def arun() -> Iterator[Callable[[Coroutine[Any, Any, T]], T]]:
+    """Run coroutines on one event loop for the whole test, as a long-lived worker does."""
+    loop = asyncio.new_event_loop()
+    yield loop.run_until_complete
+    loop.close()
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as s:
+        yield s
+
+
+def seed(database: Database, addresses: list[str], *, status: str = "active", body: str = "") -> tuple[int, str]:
+    """A survey with one mailing queued to each address; returns (survey id, project)."""
+    with transaction(database.sessions) as session:
+        ws, _ = accounts.create_admin(session, f"o{len(addresses)}@example.org", "password123", "Acme Lab")
+        survey, _ = surveys.create_survey(
+            session, ws.id, {"title": "Sleep study", "questionnaire_url": "https://q.example.org", "status": "active"}
+        )
+        survey.status = status
+        mailing = Mailing(
+            survey_id=survey.id,
+            subject="Invitation to {{survey_title}}",
+            body=body or "Hi {{recipient_name}} from {{workspace_name}}: {{survey_link}}",
+        )
+        session.add(mailing)
+        session.flush()
+        for i, address in enumerate(addresses):
+            contact = contacts.create_contact(session, survey, contacts.ContactInput(email=address, name=f"P{i}"))
+            enqueue(session, mailing, contact, issue_token(session, contact, mailing_id=mailing.id))
+        return survey.id, survey.project
+
+
+def statuses(database: Database) -> dict[str, str]:
+    with database.read_sessions() as session:
+        rows = session.execute(select(Contact.email, Delivery.status).join(Contact, Contact.id == Delivery.contact_id))
+        return {email: status for email, status in rows}
+
+
+def smtp_settings(settings: Settings, sink: SmtpSink) -> Settings:
+    return settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": sink.port,
+            "smtp_starttls": False,
+            "smtp_from": "Lab <lab@example.org>",
+        }
+    )
+
+
+def test_mail_reaches_a_real_smtp_server_with_the_personal_link(
+    arun: Any, settings: Settings, database: Database, sink: SmtpSink
+) -> None:
+    _sid, project = seed(database, ["ann@example.org", "bob@example.org"])
+    worker = Worker(smtp_settings(settings, sink), database)
+    assert arun(worker.run_once()) == 2
+    arun(worker.close())
+    assert sorted(m["To"] for m in sink.messages) == ["P0 <ann@example.org>", "P1 <bob@example.org>"]
+    message = next(m for m in sink.messages if "ann@" in m["To"])
+    assert message["Subject"] == "Invitation to Sleep study"
+    assert message["From"] == "Lab <lab@example.org>"
+    assert message["Date"] and message["Message-ID"].startswith("<il.")
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    with database.read_sessions() as session:
+        code = session.scalar(
+            select(Delivery).join(Contact, Contact.id == Delivery.contact_id).where(Contact.email == "ann@example.org")
+        )
+        assert code is not None and code.message_id == message["Message-ID"]
+    link_prefix = f"http://testserver/{project}/?d="
+    assert f"Hi P0 from Acme Lab: {link_prefix}" in text
+    assert f'<a href="{link_prefix}' in html
+    assert statuses(database) == {"ann@example.org": "sent", "bob@example.org": "sent"}
+
+
+def test_without_smtp_mail_goes_to_the_outbox(arun: Any, settings: Settings, database: Database) -> None:
+    seed(database, ["ann@example.org"])
+    worker = Worker(settings, database)
+    arun(worker.run_once())
+    files = list((settings.var_dir / "outbox").glob("*.eml"))
+    assert len(files) == 1
+    assert b"To: P0 <ann@example.org>" in files[0].read_bytes()
+    assert statuses(database) == {"ann@example.org": "sent"}
+
+
+def test_4xx_is_retried_with_backoff_and_5xx_fails(
+    arun: Any, settings: Settings, database: Database, sink: SmtpSink
+) -> None:
+    seed(database, ["ok@example.org", "later@example.org", "gone@example.org"])
+    sink.handler.refuse = {"later@example.org": "451 4.3.0 greylisted", "gone@example.org": "550 5.1.1 no such user"}
+    worker = Worker(smtp_settings(settings, sink), database)
+    arun(worker.run_once())
+    assert statuses(database) == {"ok@example.org": "sent", "later@example.org": "queued", "gone@example.org": "failed"}
+    with database.read_sessions() as session:
+        later = session.scalar(select(Delivery).join(Contact).where(Contact.email == "later@example.org"))
+        assert later is not None
+        assert later.attempts == 1 and "451" in (later.last_error or "")
+        assert later.due_at > utcnow() + timedelta(seconds=20)  # backed off, not due at once
+    # Not due yet: another round sends nothing.
+    assert arun(worker.run_once()) == 0
+    # Once due and accepted, it is sent.
+    sink.handler.refuse = {}
+    with transaction(database.sessions) as session:
+        session.execute(update(Delivery).where(Delivery.status == "queued").values(due_at=utcnow()))
+    arun(worker.run_once())
+    arun(worker.close())
+    assert statuses(database)["later@example.org"] == "sent"
+    assert sorted(m["To"] for m in sink.messages) == ["P0 <ok@example.org>", "P1 <later@example.org>"]
+
+
+def test_smtp_down_is_a_retry_not_a_failure(arun: Any, settings: Settings, database: Database) -> None:
+    seed(database, ["ann@example.org"])
+    down = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": free_port(), "smtp_starttls": False})
+    arun(Worker(down, database).run_once())
+    assert statuses(database) == {"ann@example.org": "queued"}
+
+
+def test_draft_and_closed_surveys_hold_their_deliveries(arun: Any, settings: Settings, database: Database) -> None:
+    survey_id, _ = seed(database, ["ann@example.org"], status="draft")
+    worker = Worker(settings, database)
+    assert arun(worker.run_once()) == 0
+    for status, expected in (("closed", 0), ("active", 1)):
+        with transaction(database.sessions) as session:
+            session.execute(update(Survey).where(Survey.id == survey_id).values(status=status))
+        assert arun(worker.run_once()) == expected
+
+
+def test_suppressed_addresses_are_skipped(arun: Any, settings: Settings, database: Database) -> None:
+    seed(database, ["ann@example.org", "bob@example.org"])
+    with transaction(database.sessions) as session:
+        ws_id = session.scalar(select(Survey.workspace_id))
+        session.add(Suppression(workspace_id=ws_id, address="bob@example.org"))
+    arun(Worker(settings, database).run_once())
+    assert statuses(database) == {"ann@example.org": "sent", "bob@example.org": "skipped"}
+
+
+def test_an_expired_lease_goes_back_to_the_queue(arun: Any, settings: Settings, database: Database) -> None:
+    seed(database, ["ann@example.org"])
+    with transaction(database.sessions) as session:
+        jobs = queue.claim(session, "crashed-worker", 10, timedelta(minutes=5))
+    assert len(jobs) == 1
+    # Another worker does not take a leased row...
+    with transaction(database.sessions) as session:
+        assert queue.claim(session, "other", 10, timedelta(minutes=5)) == []
+    # ...until the lease expires (the first worker died).
+    with transaction(database.sessions) as session:
+        session.execute(update(Delivery).values(locked_until=utcnow() - timedelta(seconds=1)))
+    worker = Worker(settings, database)
+    assert arun(worker.run_once()) == 1
+    assert statuses(database) == {"ann@example.org": "sent"}
+    # The crashed worker's late outcome does not overwrite the newer one.
+    with transaction(database.sessions) as session:
+        queue.mark_failed(session, jobs[0].delivery_id, "crashed-worker", "late")
+    assert statuses(database) == {"ann@example.org": "sent"}
+
+
+def test_concurrent_claims_never_share_a_delivery(arun: Any, settings: Settings, database: Database) -> None:
+    addresses = [f"p{i}@example.org" for i in range(60)]
+    seed(database, addresses)
+    claimed: dict[str, list[int]] = {}
+    barrier = threading.Barrier(3)
+
+    def claimer(name: str) -> None:
+        barrier.wait()
+        mine: list[int] = []
+        while True:
+            with transaction(database.sessions) as session:
+                jobs = queue.claim(session, name, 7, timedelta(minutes=5))
+            if not jobs:
+                break
+            mine += [j.delivery_id for j in jobs]
+        claimed[name] = mine
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [d for ids in claimed.values() for d in ids]
+    assert len(everything) == len(set(everything)) == 60
+
+
+def test_release_gives_unsent_jobs_back_without_costing_an_attempt(
+    arun: Any, settings: Settings, database: Database
+) -> None:
+    seed(database, ["ann@example.org", "bob@example.org"])
+    worker = Worker(settings, database)
+    stop = asyncio.Event()
+    stop.set()  # stop before the first send: the whole claimed batch goes back
+    assert arun(worker.run_once(stop)) == 2
+    with database.read_sessions() as session:
+        rows = session.scalars(select(Delivery)).all()
+        assert {(d.status, d.attempts, d.locked_until) for d in rows} == {("queued", 0, None)}
