@@ -1,0 +1,146 @@
+"""The real command line, end to end: demo, create-admin, serve (with its embedded worker), worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from invitelink.db import Database, transaction
+from invitelink.models import Contact, Mailing, Survey
+from invitelink.services.deliveries import enqueue
+from invitelink.services.links import issue_token
+from tests.smtp_server import SmtpSink, free_port
+
+
+def cli_env(db_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVITELINK_")}
+    env.update({"INVITELINK_DATABASE_URL": db_url, "INVITELINK_SECRET_KEY": "cli-test-secret", **extra})
+    return env
+
+
+def run_cli(args: list[str], db_url: str, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invitelink.cli", *args], cwd=tmp_path, env=cli_env(db_url, tmp_path, **extra),
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_demo_json_prints_one_object_with_working_credentials(db_url: str, tmp_path: Path) -> None:
+    first = run_cli(["demo", "--json"], db_url, tmp_path)
+    assert first.returncode == 0, first.stderr
+    demo = json.loads(first.stdout)  # stdout is exactly one JSON object
+    assert {"workspace", "admin", "survey", "serial_codes"} <= demo.keys()
+    assert demo["workspace"]["name"] == "Demo"
+    assert set(demo["admin"]) >= {"email", "password", "token"}
+    assert set(demo["survey"]) >= {"id", "project", "questionnaire_url", "callback_secret"}
+    assert len(demo["serial_codes"]) == 5
+    second = json.loads(run_cli(["demo", "--json"], db_url, tmp_path).stdout)
+    assert second["workspace"]["id"] != demo["workspace"]["id"]
+    assert second["survey"]["project"] != demo["survey"]["project"]
+
+
+def test_create_admin_refuses_a_short_password_with_a_message(db_url: str, tmp_path: Path) -> None:
+    result = run_cli(["create-admin", "--email", "a@example.org", "--password", "short"], db_url, tmp_path)
+    assert result.returncode == 2
+    assert "at least 8 characters" in result.stderr
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as s:
+        yield s
+
+
+def wait_ready(base: str, process: subprocess.Popen[str], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited early:\n{process.stderr.read() if process.stderr else ''}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("serve did not become ready")
+
+
+def queue_one(db_url: str, survey_id: int, email: str) -> None:
+    database = Database(db_url, pool_size=1)
+    try:
+        with transaction(database.sessions) as session:
+            survey = session.get(Survey, survey_id)
+            assert survey is not None
+            mailing = Mailing(survey_id=survey.id, subject="Hello", body="Take part: {{survey_link}}")
+            contact = Contact(survey_id=survey.id, email=email, name="Pat")
+            session.add_all([mailing, contact])
+            session.flush()
+            enqueue(session, mailing, contact, issue_token(session, contact, mailing_id=mailing.id))
+    finally:
+        database.dispose()
+
+
+def test_serve_migrates_serves_docs_and_its_embedded_worker_mails(
+    db_url: str, tmp_path: Path, sink: SmtpSink
+) -> None:
+    created = run_cli(["create-admin", "--email", "boss@example.org", "--password", "s3cret-pass"], db_url, tmp_path)
+    assert created.returncode == 0, created.stderr
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = cli_env(db_url, tmp_path, INVITELINK_PUBLIC_URL=base, INVITELINK_SMTP_HOST="127.0.0.1",
+                  INVITELINK_SMTP_PORT=str(sink.port), INVITELINK_SMTP_STARTTLS="false")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invitelink.cli", "serve", "--port", str(port)], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_ready(base, process)
+        assert "swagger-ui" in httpx.get(f"{base}/docs").text
+        token = httpx.post(f"{base}/admin/v1/auth/token",
+                           data={"username": "boss@example.org", "password": "s3cret-pass"}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        survey = httpx.post(f"{base}/admin/v1/surveys", headers=headers, json={
+            "title": "E2E", "questionnaire_url": "https://q.example.org", "status": "active"}).json()
+        queue_one(db_url, survey["id"], "pat@example.org")
+        deadline = time.monotonic() + 20
+        while not sink.messages and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(sink.messages) == 1
+        body = sink.messages[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert f"{base}/{survey['project']}/?d=" in body
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught.
+    assert process.returncode in (0, -signal.SIGTERM), err
+    assert "Application shutdown complete" in err
+    # Personal links are credentials: the server's own output never carries one.
+    assert "?d=" not in err
+
+
+def test_worker_process_sends_and_stops_on_sigterm(db_url: str, tmp_path: Path, sink: SmtpSink) -> None:
+    demo = json.loads(run_cli(["demo", "--json"], db_url, tmp_path).stdout)
+    queue_one(db_url, demo["survey"]["id"], "w@example.org")
+    env = cli_env(db_url, tmp_path, INVITELINK_SMTP_HOST="127.0.0.1", INVITELINK_SMTP_PORT=str(sink.port),
+                  INVITELINK_SMTP_STARTTLS="false")
+    process = subprocess.Popen([sys.executable, "-m", "invitelink.cli", "worker"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not sink.messages and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [m["To"] for m in sink.messages] == ["Pat <w@example.org>"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "stopped after 1 messages" in err
