@@ -29,8 +29,13 @@ def cli_env(db_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def run_cli(args: list[str], db_url: str, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "invitelink.cli", *args], cwd=tmp_path, env=cli_env(db_url, tmp_path, **extra),
-        capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-m", "invitelink.cli", *args],
+        cwd=tmp_path,
+        env=cli_env(db_url, tmp_path, **extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -89,27 +94,39 @@ def queue_one(db_url: str, survey_id: int, email: str) -> None:
         database.dispose()
 
 
-def test_serve_migrates_serves_docs_and_its_embedded_worker_mails(
-    db_url: str, tmp_path: Path, sink: SmtpSink
-) -> None:
+def test_serve_migrates_serves_docs_and_its_embedded_worker_mails(db_url: str, tmp_path: Path, sink: SmtpSink) -> None:
     created = run_cli(["create-admin", "--email", "boss@example.org", "--password", "s3cret-pass"], db_url, tmp_path)
     assert created.returncode == 0, created.stderr
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = cli_env(db_url, tmp_path, INVITELINK_PUBLIC_URL=base, INVITELINK_SMTP_HOST="127.0.0.1",
-                  INVITELINK_SMTP_PORT=str(sink.port), INVITELINK_SMTP_STARTTLS="false")
+    env = cli_env(
+        db_url,
+        tmp_path,
+        INVITELINK_PUBLIC_URL=base,
+        INVITELINK_SMTP_HOST="127.0.0.1",
+        INVITELINK_SMTP_PORT=str(sink.port),
+        INVITELINK_SMTP_STARTTLS="false",
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "invitelink.cli", "serve", "--port", str(port)], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "invitelink.cli", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_ready(base, process)
         assert "swagger-ui" in httpx.get(f"{base}/docs").text
-        token = httpx.post(f"{base}/admin/v1/auth/token",
-                           data={"username": "boss@example.org", "password": "s3cret-pass"}).json()["access_token"]
+        token = httpx.post(
+            f"{base}/admin/v1/auth/token", data={"username": "boss@example.org", "password": "s3cret-pass"}
+        ).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
-        survey = httpx.post(f"{base}/admin/v1/surveys", headers=headers, json={
-            "title": "E2E", "questionnaire_url": "https://q.example.org", "status": "active"}).json()
+        survey = httpx.post(
+            f"{base}/admin/v1/surveys",
+            headers=headers,
+            json={"title": "E2E", "questionnaire_url": "https://q.example.org", "status": "active"},
+        ).json()
         queue_one(db_url, survey["id"], "pat@example.org")
         deadline = time.monotonic() + 20
         while not sink.messages and time.monotonic() < deadline:
@@ -130,10 +147,21 @@ def test_serve_migrates_serves_docs_and_its_embedded_worker_mails(
 def test_worker_process_sends_and_stops_on_sigterm(db_url: str, tmp_path: Path, sink: SmtpSink) -> None:
     demo = json.loads(run_cli(["demo", "--json"], db_url, tmp_path).stdout)
     queue_one(db_url, demo["survey"]["id"], "w@example.org")
-    env = cli_env(db_url, tmp_path, INVITELINK_SMTP_HOST="127.0.0.1", INVITELINK_SMTP_PORT=str(sink.port),
-                  INVITELINK_SMTP_STARTTLS="false")
-    process = subprocess.Popen([sys.executable, "-m", "invitelink.cli", "worker"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = cli_env(
+        db_url,
+        tmp_path,
+        INVITELINK_SMTP_HOST="127.0.0.1",
+        INVITELINK_SMTP_PORT=str(sink.port),
+        INVITELINK_SMTP_STARTTLS="false",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invitelink.cli", "worker"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 20
         while not sink.messages and time.monotonic() < deadline:
