@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from invitelink import __version__
+from invitelink.api import participant, project
 from invitelink.api.admin import router as admin_router
 from invitelink.config import Settings
 from invitelink.db import Database
@@ -39,13 +40,23 @@ TAGS = [
     {"name": "mailings", "description": "Serial mailings (M{id}) and trigger batches."},
     {"name": "contacts", "description": "Contacts of a survey; single and bulk import."},
     {"name": "serial codes", "description": "Access codes typed by participants."},
+    {"name": "sosci API accesses", "description": "API URLs of the SoSci-style mailing API (key shown once)."},
     {"name": "results", "description": "Participations, responses and invitation metadata."},
+    {"name": "sosci mailing API", "description": "PUBLIC_URL/{project}/: the mailing API and participant links."},
+    {"name": "participation", "description": "Questionnaire callback and end redirect."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
 
 
 def render_body_limit(path: str, message: str) -> dict[str, object]:
-    return {"detail": message}
+    """A 413 in the error format of the family that owns ``path``."""
+    if path.startswith("/admin/"):
+        return {"detail": message}
+    if path.startswith("/api/"):
+        return {"ok": False, "error": message}
+    if path.startswith(("/sandbox/", "/production/")):
+        return {"apiStatus": "error", "msg": message, "result": None}
+    return {"result": "error", "error": message, "url": None}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -89,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         render=render_body_limit,
     )
     app.include_router(admin_router)
+    app.include_router(participant.router)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:
@@ -111,4 +123,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"status": "ok" if ready else "unavailable", "detail": detail}, status_code=200 if ready else 503
         )
 
+    # Last: the /{project}/ catch-all must never shadow a route of the service itself.
+    app.include_router(project.router)
     return app

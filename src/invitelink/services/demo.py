@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.config import Settings
 from invitelink.models import Industry
-from invitelink.services import accounts, industries, mailings, serials, surveys
+from invitelink.services import accounts, api_accesses, industries, mailings, serials, surveys
 
 DEMO_SERIAL_CODES = 5
 
@@ -52,6 +52,12 @@ def seed_demo(session: Session, settings: Settings) -> dict[str, Any]:
         },
     )
     codes = serials.generate_serial_codes(session, survey, DEMO_SERIAL_CODES, notice="demo")
+    sosci = {}
+    for function in ("create_link", "send_mail", "serial_status", "address_status"):
+        _access, key = api_accesses.create_access(
+            session, survey, function, mailing.id if function in api_accesses.NEEDS_MAILING else None, "", False
+        )
+        sosci[function] = api_accesses.api_url(settings.public_url, survey.project, key)
     return {
         "workspace": {"id": workspace.id, "name": workspace.name},
         "admin": {"email": user.email, "password": password, "token": token},
@@ -63,6 +69,7 @@ def seed_demo(session: Session, settings: Settings) -> dict[str, Any]:
             "callback_secret": callback_secret,
             "mailing_id": mailing.id,
         },
+        "sosci": sosci,
         "serial_codes": [t.code for t in codes],
         "admin_api": f"{settings.public_url}/admin/v1/",
         "docs": f"{settings.public_url}/docs",

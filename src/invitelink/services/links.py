@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -10,6 +13,7 @@ from invitelink.models import Contact, Token
 from invitelink.security import random_code
 
 TOKEN_LENGTH = 16
+TOKEN_PLACEHOLDER = re.compile(r"\{token\}|%7Btoken%7D", re.IGNORECASE)
 
 
 def personal_link(public_url: str, project: str, code: str) -> str:
@@ -57,3 +61,14 @@ def issue_token(
             return issue_token(session, contact, mailing_id=mailing_id, api_access_id=api_access_id)
         return winner
     return token
+
+
+def questionnaire_redirect(questionnaire_url: str, code: str) -> str:
+    """The questionnaire URL with the token: substituted for ``{token}``, else added as ``?token=``."""
+    # URL validation percent-encodes the braces in a path, so both spellings mean the placeholder.
+    if TOKEN_PLACEHOLDER.search(questionnaire_url):
+        return TOKEN_PLACEHOLDER.sub(quote(code, safe=""), questionnaire_url)
+    parts = urlsplit(questionnaire_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
+    query.append(("token", code))
+    return urlunsplit(parts._replace(query=urlencode(query)))

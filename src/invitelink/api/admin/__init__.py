@@ -2,10 +2,20 @@
 
 from fastapi import APIRouter
 
-from invitelink.api.admin import auth, contacts, industries, mailings, results, serials, surveys, workspaces
+from invitelink.api.admin import (
+    api_accesses,
+    auth,
+    contacts,
+    industries,
+    mailings,
+    results,
+    serials,
+    surveys,
+    workspaces,
+)
 
 router = APIRouter(prefix="/admin/v1")
-for module in (auth, workspaces, industries, surveys, mailings, contacts, serials, results):
+for module in (auth, workspaces, industries, surveys, mailings, contacts, serials, api_accesses, results):
     router.include_router(module.router)
 
 __all__ = ["router"]

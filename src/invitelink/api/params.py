@@ -1,0 +1,43 @@
+"""Reading parameters the way integrations send them: query string, form body or JSON body alike."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+
+from invitelink.services.errors import InvalidInput
+
+MAX_VALUE_LENGTH = 1000
+
+
+async def merged_params(request: Request) -> dict[str, str]:
+    """Query parameters, overridden by the body's (form or JSON object). Values must be strings or numbers."""
+    params: dict[str, Any] = dict(request.query_params)
+    if request.method == "POST":
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "application/json":
+            raw = await request.body()
+            if raw.strip():
+                try:
+                    body = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise InvalidInput(f"malformed JSON body: {exc.msg}") from exc
+                if not isinstance(body, dict):
+                    raise InvalidInput("the JSON body must be an object")
+                params.update(body)
+        elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            form = await request.form()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    result: dict[str, str] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise InvalidInput(f"{key} must be a string", field=key)
+        text = str(value)
+        if len(text) > MAX_VALUE_LENGTH:
+            raise InvalidInput(f"{key} is longer than {MAX_VALUE_LENGTH} characters", field=key)
+        result[key] = text
+    return result

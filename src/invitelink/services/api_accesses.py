@@ -1,0 +1,72 @@
+"""SoSci-style API accesses: an API URL carrying a secret key for one function over one mailing."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from invitelink.models import ApiAccess, Mailing, Survey, utcnow
+from invitelink.security import digest
+from invitelink.services.errors import InvalidInput, NotFound
+
+KEY_BYTES = 24
+NEEDS_MAILING = frozenset({"create_link", "send_mail"})
+
+
+def api_url(public_url: str, project: str, key: str) -> str:
+    """The SoSci-compatible form: PUBLIC_URL/{project}/?act={key}."""
+    return f"{public_url}/{project}/?act={key}"
+
+
+def create_access(
+    session: Session, survey: Survey, function: str, mailing_id: int | None, subgroup: str, anonymous: bool
+) -> tuple[ApiAccess, str]:
+    """A new access and its key (returned once; only the digest is stored)."""
+    if function in NEEDS_MAILING and mailing_id is None:
+        raise InvalidInput(
+            f"{function} needs a mailing_id: the mailing whose links (and mails) it hands out", field="mailing_id"
+        )
+    if mailing_id is not None:
+        mailing = session.get(Mailing, mailing_id)
+        if mailing is None or mailing.survey_id != survey.id:
+            raise InvalidInput("mailing_id: no such mailing in this survey", field="mailing_id")
+    key = secrets.token_urlsafe(KEY_BYTES)
+    access = ApiAccess(
+        survey_id=survey.id,
+        mailing_id=mailing_id,
+        function=function,
+        subgroup=subgroup,
+        anonymous=anonymous,
+        key_digest=digest(key),
+        key_prefix=key[:6],
+    )
+    session.add(access)
+    session.flush()
+    return access, key
+
+
+def get_access(session: Session, survey: Survey, access_id: int) -> ApiAccess:
+    access = session.get(ApiAccess, access_id)
+    if access is None or access.survey_id != survey.id:
+        raise NotFound("API access not found")
+    return access
+
+
+def revoke(session: Session, access: ApiAccess) -> None:
+    if access.revoked_at is None:
+        access.revoked_at = utcnow()
+        session.flush()
+
+
+def resolve(session: Session, project: str, key: str) -> tuple[ApiAccess, Survey]:
+    """The live access behind ``key`` on ``project``: one indexed lookup by digest (no per-request KDF)."""
+    row = session.execute(
+        select(ApiAccess, Survey)
+        .join(Survey, Survey.id == ApiAccess.survey_id)
+        .where(ApiAccess.key_digest == digest(key))
+    ).first()
+    if row is None or row[0].revoked_at is not None or row[1].project != project:
+        raise NotFound("invalid API key")
+    return row[0], row[1]
