@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from invitelink.group_commit import GroupCommitter
+
+T = TypeVar("T")
 
 
 def is_sqlite(url: str) -> bool:
@@ -64,8 +70,26 @@ class Database:
         self.read_engine = make_engine(url, pool_size=pool_size, read_only=True) if is_sqlite(url) else self.engine
         self.sessions = make_sessionmaker(self.engine)
         self.read_sessions = make_sessionmaker(self.read_engine)
+        self.committer = GroupCommitter(self.sessions) if is_sqlite(url) else None
+
+    async def write(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn(session)`` in a committed transaction; its exception, if any, is re-raised here.
+
+        SQLite: through the group committer (one writer, one commit per batch). PostgreSQL: a transaction of its
+        own in the thread pool, so writes proceed in parallel.
+        """
+        if self.committer is not None:
+            return await asyncio.wrap_future(self.committer.submit(fn))
+
+        def run() -> T:
+            with transaction(self.sessions) as session:
+                return fn(session)
+
+        return await run_in_threadpool(run)
 
     def dispose(self) -> None:
+        if self.committer is not None:
+            self.committer.close()
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()

@@ -7,14 +7,13 @@ import html
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from invitelink.api.deps import get_db
 from invitelink.api.errors import family_route
-from invitelink.db import transaction
 from invitelink.services import participation
 from invitelink.services.errors import DomainError, InvalidInput, NotFound, Unauthorized
 from invitelink.services.links import questionnaire_redirect
@@ -43,22 +42,20 @@ CLOSED_PAGE = ("Survey not available", "This survey is not open at the moment. T
 
 async def open_link(request: Request, project: str, code: str, kind: str) -> Response:
     """Record a click and send the participant on to the questionnaire (or a 404/410 page)."""
-    sessions = request.app.state.sessions
     ip = request.client.host if request.client else None
     user_agent = request.headers.get("user-agent")
 
-    def work() -> tuple[str, str | None]:
-        with transaction(sessions) as session:
-            try:
-                entry = participation.find_entry(session, project, code.strip().upper(), kind)
-            except NotFound:
-                return "missing", None
-            if entry.survey.status in CLOSED_STATUSES:
-                return "closed", None
-            participation.record_click(session, entry.token, ip, user_agent)
-            return "open", questionnaire_redirect(entry.survey.questionnaire_url, entry.token.code)
+    def work(session: Session) -> tuple[str, str | None]:
+        try:
+            entry = participation.find_entry(session, project, code.strip().upper(), kind)
+        except NotFound:
+            return "missing", None
+        if entry.survey.status in CLOSED_STATUSES:
+            return "closed", None
+        participation.record_click(session, entry.token, ip, user_agent)
+        return "open", questionnaire_redirect(entry.survey.questionnaire_url, entry.token.code)
 
-    outcome, target = await run_in_threadpool(work)
+    outcome, target = await request.app.state.database.write(work)
     if outcome == "missing":
         return page(404, *NOT_FOUND_PAGE)
     if outcome == "closed":

@@ -9,15 +9,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from invitelink.db import transaction
 from invitelink.services import api_accesses, sosci
+from invitelink.services.api_accesses import AccessInfo
 from invitelink.services.errors import DomainError, InvalidInput, NotFound
 
 LINK_FUNCTIONS = ("create_link", "send_mail")
+ECHOED = ("serial", "email", "mobile", "uid")
 
 
-class SosciCallError(Exception):
-    """A domain error raised while running ``function``: the error body depends on the function."""
+class CallError(Exception):
+    """A domain error while running ``function``. Raised, not returned, so the job's savepoint rolls back."""
 
     def __init__(self, function: str, error: DomainError) -> None:
         super().__init__(error.message)
@@ -31,54 +32,77 @@ def _error_body(function: str | None, message: str, params: dict[str, str]) -> d
     if function == "serial_status":
         body["code"] = params.get("serial")
     elif function == "address_status":
-        body.update({k: params.get(k) for k in ("serial", "email", "mobile", "uid")})
+        body.update({k: params.get(k) for k in ECHOED})
     else:
         body["url"] = None
     return body
 
 
-def _status(exc: DomainError) -> int:
-    return 404 if isinstance(exc, NotFound) else 400
+def _error(function: str | None, exc: DomainError, params: dict[str, str]) -> JSONResponse:
+    status = 404 if isinstance(exc, NotFound) else 400
+    return JSONResponse(_error_body(function, exc.message, params), status_code=status)
 
 
-def _call(
-    session: Session, public_url: str, project: str, key: str, params: dict[str, str]
-) -> tuple[str, dict[str, Any]]:
-    access, survey = api_accesses.resolve(session, project, key)
-    function = access.function
-    try:
-        if function in LINK_FUNCTIONS:
-            features = sosci.Features.parse(params.get("email"), params.get("mobile"), params.get("uid"))
-            handler = sosci.create_link if function == "create_link" else sosci.send_mail
-            return function, handler(session, public_url, access, survey, features)
-        if function == "serial_status":
-            if not params.get("serial"):
-                raise InvalidInput("Request must specify serial")
-            return function, sosci.serial_status(session, survey, params["serial"])
-        features = sosci.Features.parse(params.get("email"), params.get("mobile"), params.get("uid"))
-        found = sosci.address_status(session, survey, params.get("serial"), features)
-        echo = {k: params.get(k) for k in ("serial", "email", "mobile", "uid")}
-        return function, {"result": "ok", **echo, **found, "error": None}
-    except DomainError as exc:
-        raise SosciCallError(function, exc) from exc
+def _read(session: Session, access: AccessInfo, params: dict[str, str]) -> dict[str, Any]:
+    if access.function == "serial_status":
+        if not params.get("serial"):
+            raise InvalidInput("Request must specify serial")
+        return sosci.serial_status(session, access.survey_id, params["serial"])
+    features = sosci.Features.parse(params.get("email"), params.get("mobile"), params.get("uid"))
+    found = sosci.address_status(session, access.survey_id, params.get("serial"), features)
+    return {"result": "ok", **{k: params.get(k) for k in ECHOED}, **found, "error": None}
 
 
 async def handle(request: Request, project: str, key: str, params: dict[str, str]) -> JSONResponse:
-    """Run the access's function in one transaction; errors are the seed's bodies with 400 or 404."""
-    app = request.app
-    public_url: str = app.state.settings.public_url
+    """Resolve the key and run its function; errors are the seed's bodies with 400 or 404.
 
-    def work() -> tuple[str, dict[str, Any]]:
-        with transaction(app.state.sessions) as session:
-            return _call(session, public_url, project, key, params)
+    Link functions run as one job through Database.write (group commit on SQLite): the key lookup happens in
+    the same job, because on SQLite the single writer is the bottleneck and every extra thread hop competes
+    with it. Status functions only read, on the read engine, in parallel.
+    """
+    database = request.app.state.database
+    public_url: str = request.app.state.settings.public_url
+    features: sosci.Features | None = None
+    if params.get("email") or params.get("mobile") or params.get("uid"):
+        try:
+            features = sosci.Features.parse(params.get("email"), params.get("mobile"), params.get("uid"))
+        except DomainError as exc:
+            features_error: DomainError | None = exc
+        else:
+            features_error = None
+    else:
+        features_error = None
+
+    def link(session: Session) -> tuple[str, Any]:
+        access = api_accesses.resolve(session, project, key)
+        if access.function not in LINK_FUNCTIONS:
+            return access.function, access
+        try:
+            if features_error is not None:
+                raise features_error
+            handler = sosci.create_link if access.function == "create_link" else sosci.send_mail
+            return access.function, handler(session, public_url, access, features or sosci.Features())
+        except DomainError as exc:
+            raise CallError(access.function, exc) from exc
 
     try:
-        _function, body = await run_in_threadpool(work)
-    except SosciCallError as exc:
-        return JSONResponse(_error_body(exc.function, exc.error.message, params), status_code=_status(exc.error))
-    except DomainError as exc:  # the key itself: unknown or revoked
-        return JSONResponse(_error_body(None, exc.message, params), status_code=_status(exc))
-    return JSONResponse(body)
+        function, outcome = await database.write(link)
+    except CallError as exc:
+        return _error(exc.function, exc.error, params)
+    except DomainError as exc:  # unknown or revoked key
+        return _error(None, exc, params)
+    if isinstance(outcome, AccessInfo):
+        access = outcome
+
+        def read() -> dict[str, Any]:
+            with database.read_sessions() as session:
+                return _read(session, access, params)
+
+        try:
+            return JSONResponse(await run_in_threadpool(read))
+        except DomainError as exc:
+            return _error(function, exc, params)
+    return JSONResponse(outcome)
 
 
 def param_error(message: str, params: dict[str, str]) -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -60,13 +61,35 @@ def revoke(session: Session, access: ApiAccess) -> None:
         session.flush()
 
 
-def resolve(session: Session, project: str, key: str) -> tuple[ApiAccess, Survey]:
+@dataclass(frozen=True)
+class AccessInfo:
+    """What a call through an API URL needs to know, read in one narrow query."""
+
+    id: int
+    survey_id: int
+    mailing_id: int | None
+    function: str
+    subgroup: str
+    anonymous: bool
+    project: str
+
+
+def resolve(session: Session, project: str, key: str) -> AccessInfo:
     """The live access behind ``key`` on ``project``: one indexed lookup by digest (no per-request KDF)."""
     row = session.execute(
-        select(ApiAccess, Survey)
+        select(
+            ApiAccess.id,
+            ApiAccess.survey_id,
+            ApiAccess.mailing_id,
+            ApiAccess.function,
+            ApiAccess.subgroup,
+            ApiAccess.anonymous,
+            Survey.project,
+            ApiAccess.revoked_at,
+        )
         .join(Survey, Survey.id == ApiAccess.survey_id)
         .where(ApiAccess.key_digest == digest(key))
     ).first()
-    if row is None or row[0].revoked_at is not None or row[1].project != project:
+    if row is None or row.revoked_at is not None or row.project != project:
         raise NotFound("invalid API key")
-    return row[0], row[1]
+    return AccessInfo(row.id, row.survey_id, row.mailing_id, row.function, row.subgroup, row.anonymous, row.project)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from invitelink.models import Contact, Token
+from invitelink.models import Contact, Token, utcnow
 from invitelink.security import random_code
+from invitelink.services.upsert import insert_ignore
 
 TOKEN_LENGTH = 16
 TOKEN_PLACEHOLDER = re.compile(r"\{token\}|%7Btoken%7D", re.IGNORECASE)
@@ -72,3 +73,44 @@ def questionnaire_redirect(questionnaire_url: str, code: str) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
     query.append(("token", code))
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+_TOKEN_BY_ACCESS = select(Token.__table__.c.code).where(
+    Token.__table__.c.contact_id == bindparam("contact_id"),
+    Token.__table__.c.api_access_id == bindparam("api_access_id"),
+)
+
+
+def issue_token_code(
+    session: Session, survey_id: int, contact_id: int, *, api_access_id: int, known_new: bool = False
+) -> str:
+    """The code of the contact's token for this API access, issued if missing (prebuilt Core: hot path).
+
+    ``known_new``: the contact was created in this transaction, so it cannot have a token yet.
+    """
+    conn = session.connection()
+    keys = {"contact_id": contact_id, "api_access_id": api_access_id}
+    if not known_new:
+        existing = conn.execute(_TOKEN_BY_ACCESS, keys).scalar()
+        if existing is not None:
+            return str(existing)
+    insert_token = insert_ignore(Token.__table__, conn.dialect.name, "code")
+    for _attempt in range(3):
+        code = conn.execute(
+            insert_token,
+            {
+                **keys,
+                "code": random_code(TOKEN_LENGTH),
+                "survey_id": survey_id,
+                "kind": "personal",
+                "notice": "",
+                "created_at": utcnow(),
+            },
+        ).scalar()
+        if code is not None:
+            return str(code)
+        winner = conn.execute(_TOKEN_BY_ACCESS, keys).scalar()
+        if winner is not None:
+            return str(winner)
+        # The clash was on the random code itself (36^16): draw again.
+    raise RuntimeError("could not issue a unique token")

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Select, bindparam, or_, select
 from sqlalchemy.orm import Session
 
-from invitelink.models import ApiAccess, Contact, Delivery, Mailing, Participation, Survey, Token
+from invitelink.models import Contact, Delivery, Mailing, Participation, Token, utcnow
+from invitelink.services.api_accesses import AccessInfo
 from invitelink.services.contacts import new_serial
 from invitelink.services.deliveries import enqueue
 from invitelink.services.errors import InvalidInput, NotFound
 from invitelink.services.identity import normalize_email, normalize_mobile, normalize_uid
-from invitelink.services.links import issue_token, personal_link
+from invitelink.services.links import issue_token_code, personal_link
+from invitelink.services.upsert import insert_ignore
 
 MISSING_IDENTIFICATION = "Request must specify email, mobile, or uid"
 
@@ -40,67 +42,77 @@ class Features:
         return [(k, v) for k, v in (("email", self.email), ("mobile", self.mobile), ("uid", self.uid)) if v]
 
 
-def _match(session: Session, survey_id: int, features: Features) -> Contact | None:
-    """The contact matching any given feature, preferring e-mail, then mobile, then uid."""
+@cache
+def _match_stmt(keys: tuple[str, ...]) -> Select[Any]:
+    columns = Contact.__table__.c
+    return select(columns.id, columns.email, columns.mobile, columns.uid).where(
+        columns.survey_id == bindparam("survey_id"), or_(*(columns[k] == bindparam(k) for k in keys))
+    )
+
+
+def _match(conn: Connection, survey_id: int, features: Features) -> int | None:
+    """The id of the contact matching any given feature, preferring e-mail, then mobile, then uid."""
     given = features.given()
-    rows = session.scalars(
-        select(Contact).where(Contact.survey_id == survey_id, or_(*(getattr(Contact, k) == v for k, v in given)))
-    ).all()
+    rows = conn.execute(_match_stmt(tuple(k for k, _ in given)), {"survey_id": survey_id, **dict(given)}).all()
     for key, value in given:
-        for contact in rows:
-            if getattr(contact, key) == value:
-                return contact
+        for row in rows:
+            if getattr(row, key) == value:
+                return int(row.id)
     return None
 
 
-def find_or_create_contact(session: Session, access: ApiAccess, features: Features) -> Contact:
-    """Reuse the survey's contact with a given feature, else create it; concurrent callers get the same one."""
+def find_or_create_contact(session: Session, access: AccessInfo, features: Features) -> tuple[int, bool]:
+    """(contact id, created): reuse the survey's contact with a given feature, else create it.
+
+    Insert-or-fetch on the unique constraints (ON CONFLICT DO NOTHING), so concurrent callers on any number of
+    instances get one contact. Prebuilt Core statements: this is the hot path of every shop integration.
+    """
     if not features.given():
         raise InvalidInput(MISSING_IDENTIFICATION)
+    conn = session.connection()
+    insert_contact = insert_ignore(Contact.__table__, conn.dialect.name, "id")
     for _attempt in range(3):
-        contact = _match(session, access.survey_id, features)
-        if contact is not None:
-            return contact
-        contact = Contact(
-            survey_id=access.survey_id,
-            email=features.email,
-            mobile=features.mobile,
-            uid=features.uid,
-            subgroup=access.subgroup,
-            anonymous=access.anonymous,
-            serial=None if access.anonymous else new_serial(),
-        )
-        try:
-            with session.begin_nested():
-                session.add(contact)
-                session.flush()
-        except IntegrityError:
-            continue  # another request created it first: fetch theirs
-        return contact
+        contact_id = _match(conn, access.survey_id, features)
+        if contact_id is not None:
+            return contact_id, False
+        new_id = conn.execute(
+            insert_contact,
+            {
+                "survey_id": access.survey_id,
+                "email": features.email,
+                "mobile": features.mobile,
+                "uid": features.uid,
+                "subgroup": access.subgroup,
+                "anonymous": access.anonymous,
+                "name": "",
+                "serial": None if access.anonymous else new_serial(),
+                "created_at": utcnow(),
+            },
+        ).scalar()
+        if new_id is not None:
+            return int(new_id), True
+        # Another request created it first (or the random serial clashed): look again.
     raise InvalidInput("these features belong to different contacts of the survey; send only one of them")
 
 
-def create_link(
-    session: Session, public_url: str, access: ApiAccess, survey: Survey, features: Features
-) -> dict[str, Any]:
-    contact = find_or_create_contact(session, access, features)
-    token = issue_token(session, contact, api_access_id=access.id)
-    return {
-        "result": "ok",
-        "token": token.code,
-        "url": personal_link(public_url, survey.project, token.code),
-        "error": None,
-    }
+def _link(session: Session, public_url: str, access: AccessInfo, features: Features) -> tuple[int, str, dict[str, Any]]:
+    contact_id, created = find_or_create_contact(session, access, features)
+    code = issue_token_code(session, access.survey_id, contact_id, api_access_id=access.id, known_new=created)
+    body = {"result": "ok", "token": code, "url": personal_link(public_url, access.project, code), "error": None}
+    return contact_id, code, body
 
 
-def send_mail(
-    session: Session, public_url: str, access: ApiAccess, survey: Survey, features: Features
-) -> dict[str, Any]:
+def create_link(session: Session, public_url: str, access: AccessInfo, features: Features) -> dict[str, Any]:
+    return _link(session, public_url, access, features)[2]
+
+
+def send_mail(session: Session, public_url: str, access: AccessInfo, features: Features) -> dict[str, Any]:
     """create_link, and queue the access's mailing to the contact in the same transaction (once)."""
-    contact = find_or_create_contact(session, access, features)
-    token = issue_token(session, contact, api_access_id=access.id)
+    contact_id, code, body = _link(session, public_url, access, features)
     mailing = session.get(Mailing, access.mailing_id) if access.mailing_id else None
-    if mailing is None:
+    contact = session.get(Contact, contact_id)
+    token = session.scalar(select(Token).where(Token.code == code))
+    if mailing is None or contact is None or token is None:
         raise InvalidInput("this API access has no mailing to send")
     if enqueue(session, mailing, contact, token) is None:
         raise InvalidInput(
@@ -108,19 +120,14 @@ def send_mail(
             "this mailing can be sent to",
             field="email",
         )
-    return {
-        "result": "ok",
-        "token": token.code,
-        "url": personal_link(public_url, survey.project, token.code),
-        "error": None,
-    }
+    return body
 
 
-def serial_status(session: Session, survey: Survey, code: str) -> dict[str, Any]:
+def serial_status(session: Session, survey_id: int, code: str) -> dict[str, Any]:
     row = session.execute(
         select(Token, Participation)
         .outerjoin(Participation, Participation.token_id == Token.id)
-        .where(Token.code == code.strip().upper(), Token.survey_id == survey.id, Token.kind == "serial_code")
+        .where(Token.code == code.strip().upper(), Token.survey_id == survey_id, Token.kind == "serial_code")
     ).first()
     if row is None:
         raise NotFound("not found")
@@ -150,14 +157,14 @@ def _send_date(delivery: Delivery) -> str | None:
     return when.strftime("%Y-%m-%d") if when else None
 
 
-def address_status(session: Session, survey: Survey, serial: str | None, features: Features) -> dict[str, Any]:
+def address_status(session: Session, survey_id: int, serial: str | None, features: Features) -> dict[str, Any]:
     """The contact matching every given property, and each mailing attempted or queued for it as M{id}."""
     conditions = [getattr(Contact, k) == v for k, v in features.given()]
     if serial:
         conditions.append(Contact.serial == serial.strip())
     if not conditions:
         raise InvalidInput("Request must specify serial, email, mobile, or uid")
-    contact = session.scalar(select(Contact).where(Contact.survey_id == survey.id, *conditions).limit(1))
+    contact = session.scalar(select(Contact).where(Contact.survey_id == survey_id, *conditions).limit(1))
     if contact is None:
         raise NotFound("not found")
     deliveries = session.scalars(

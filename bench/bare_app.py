@@ -1,0 +1,15 @@
+"""The baseline: a bare FastAPI endpoint returning a create_link body, with no database behind it."""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/{project}/")
+def create_link(project: str, act: str = "", uid: str = "") -> dict[str, object]:
+    token = secrets.token_hex(8).upper()
+    return {"result": "ok", "token": token, "url": f"http://127.0.0.1/{project}/?d={token}", "error": None}
