@@ -14,6 +14,7 @@ from invitelink.security import random_code
 from invitelink.services.upsert import insert_ignore
 
 TOKEN_LENGTH = 16
+TOKEN_INSERT_COLUMNS = ("code", "survey_id", "contact_id", "kind", "api_access_id", "notice", "created_at")
 TOKEN_PLACEHOLDER = re.compile(r"\{token\}|%7Btoken%7D", re.IGNORECASE)
 
 
@@ -94,7 +95,7 @@ def issue_token_code(
         existing = conn.execute(_TOKEN_BY_ACCESS, keys).scalar()
         if existing is not None:
             return str(existing)
-    insert_token = insert_ignore(Token.__table__, conn.dialect.name, "code")
+    insert_token = insert_ignore(Token.__table__, TOKEN_INSERT_COLUMNS, "code")
     for _attempt in range(3):
         code = conn.execute(
             insert_token,

@@ -21,6 +21,17 @@ from invitelink.services.links import issue_token_code, personal_link
 from invitelink.services.upsert import insert_ignore
 
 MISSING_IDENTIFICATION = "Request must specify email, mobile, or uid"
+CONTACT_INSERT_COLUMNS = (
+    "survey_id",
+    "email",
+    "mobile",
+    "uid",
+    "subgroup",
+    "anonymous",
+    "name",
+    "serial",
+    "created_at",
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,7 @@ def find_or_create_contact(session: Session, access: AccessInfo, features: Featu
     if not features.given():
         raise InvalidInput(MISSING_IDENTIFICATION)
     conn = session.connection()
-    insert_contact = insert_ignore(Contact.__table__, conn.dialect.name, "id")
+    insert_contact = insert_ignore(Contact.__table__, CONTACT_INSERT_COLUMNS, "id")
     for _attempt in range(3):
         contact_id = _match(conn, access.survey_id, features)
         if contact_id is not None:

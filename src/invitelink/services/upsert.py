@@ -1,24 +1,23 @@
-"""INSERT … ON CONFLICT DO NOTHING for SQLite and PostgreSQL alike.
+"""INSERT … ON CONFLICT DO NOTHING RETURNING, for SQLite (3.35+) and PostgreSQL alike.
 
 Insert-or-fetch without a savepoint: a conflicting insert returns no row instead of raising, so the caller fetches
-the row that won. Statements are built once per dialect and reused, because on the hot path building them costs
-more than running them.
+the row that won. SQLAlchemy's dialect-specific ``on_conflict_do_nothing()`` statements carry no cache key and are
+compiled again on every call; both engines accept the same SQL, so the statement is one ``text()`` (cacheable),
+built once from the table definition, with bind parameters typed by the columns (UTC datetimes, JSON, …).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
-from typing import Any
 
-from sqlalchemy import Insert, Table
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, TextualSelect, bindparam, text
 
 
 @cache
-def insert_ignore(table: Table, dialect: str, returning: str | None = None) -> Insert:
-    """``INSERT INTO table … ON CONFLICT DO NOTHING [RETURNING column]`` for ``dialect``."""
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table).on_conflict_do_nothing()
-    if returning is not None:
-        stmt = stmt.returning(table.c[returning])
-    return stmt  # type: ignore[no-any-return]
+def insert_ignore(table: Table, columns: Sequence[str], returning: str) -> TextualSelect:
+    """``INSERT INTO table (columns) VALUES (:columns) ON CONFLICT DO NOTHING RETURNING returning``."""
+    names = ", ".join(columns)
+    values = ", ".join(f":{c}" for c in columns)
+    sql = f"INSERT INTO {table.name} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING {returning}"  # noqa: S608 - names come from the table definition
+    return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns)).columns(table.c[returning])
