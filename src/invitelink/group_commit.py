@@ -76,6 +76,19 @@ class GroupCommitter:
                 return
 
     def _run(self, batch: list[Job]) -> None:
+        # Fast path: the whole batch in one transaction without savepoints (a savepoint costs about a third of
+        # a create_link job). If any job raises, that attempt is rolled back and the batch runs again with a
+        # savepoint per job, so one job's error never undoes another's work. Jobs are plain functions of the
+        # database state and nobody has seen their results yet, so running them again is safe.
+        try:
+            with self.sessions() as session, session.begin():
+                results = [fn(session) for fn, _future in batch]
+        except Exception:
+            self._run_isolated(batch)
+            return
+        self._finish(batch, [(future, result, None) for (_fn, future), result in zip(batch, results, strict=True)])
+
+    def _run_isolated(self, batch: list[Job]) -> None:
         outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
         try:
             with self.sessions() as session, session.begin():
@@ -91,6 +104,9 @@ class GroupCommitter:
             for _fn, future in batch:
                 future.set_exception(exc)
             return
+        self._finish(batch, outcomes)
+
+    def _finish(self, batch: list[Job], outcomes: list[tuple[Future[Any], Any, BaseException | None]]) -> None:
         self.batches += 1
         self.jobs += len(batch)
         for future, result, error in outcomes:
