@@ -24,8 +24,14 @@ DOC = """One URL per survey project, as SoSci Survey has it.
   questionnaire (404 page for an unknown link, 410 while the survey is draft or closed)."""
 
 
-@router.api_route(
-    "/{project}/", methods=["GET", "POST"], summary="SoSci API URL and participant links", description=DOC
+@router.get(
+    "/{project}/", summary="SoSci API URL and participant links", description=DOC, operation_id="project_root_get"
+)
+@router.post(
+    "/{project}/",
+    summary="SoSci API URL (parameters in a form or JSON body)",
+    description=DOC,
+    operation_id="project_root_post",
 )
 async def project_root(project: str, request: Request) -> Response:
     if not PROJECT_PATTERN.fullmatch(project):
