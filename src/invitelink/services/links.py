@@ -6,7 +6,6 @@ import re
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Token, utcnow
@@ -14,7 +13,16 @@ from invitelink.security import random_code
 from invitelink.services.upsert import insert_ignore
 
 TOKEN_LENGTH = 16
-TOKEN_INSERT_COLUMNS = ("code", "survey_id", "contact_id", "kind", "api_access_id", "notice", "created_at")
+TOKEN_INSERT_COLUMNS = (
+    "code",
+    "survey_id",
+    "contact_id",
+    "kind",
+    "api_access_id",
+    "mailing_id",
+    "notice",
+    "created_at",
+)
 TOKEN_PLACEHOLDER = re.compile(r"\{token\}|%7Btoken%7D", re.IGNORECASE)
 
 
@@ -22,47 +30,12 @@ def personal_link(public_url: str, project: str, code: str) -> str:
     return f"{public_url}/{project}/?d={code}"
 
 
-def serial_link(public_url: str, project: str, code: str) -> str:
-    return f"{public_url}/{project}/?s={code}"
-
-
-def redact_link(url: str) -> str:
-    """A link safe for logs: the token is a credential, so only its first characters are kept."""
-    head, sep, code = url.rpartition("=")
-    return f"{head}{sep}{code[:4]}…" if sep else url
-
-
 def issue_token(
     session: Session, contact: Contact, *, mailing_id: int | None = None, api_access_id: int | None = None
 ) -> Token:
-    """The contact's token for this mailing or API access: the existing one, else a new one.
-
-    Insert-then-fetch on the unique constraint, not check-then-insert, so concurrent callers on several app
-    instances all end up with the one token.
-    """
-    column = Token.api_access_id if api_access_id is not None else Token.mailing_id
-    through = api_access_id if api_access_id is not None else mailing_id
-    existing = session.scalar(select(Token).where(Token.contact_id == contact.id, column == through))
-    if existing is not None:
-        return existing
-    token = Token(
-        code=random_code(TOKEN_LENGTH),
-        survey_id=contact.survey_id,
-        contact_id=contact.id,
-        kind="personal",
-        mailing_id=mailing_id,
-        api_access_id=api_access_id,
-    )
-    try:
-        with session.begin_nested():
-            session.add(token)
-            session.flush()
-    except IntegrityError:
-        winner = session.scalar(select(Token).where(Token.contact_id == contact.id, column == through))
-        if winner is None:  # the clash was on the random code itself (36^16): draw again
-            return issue_token(session, contact, mailing_id=mailing_id, api_access_id=api_access_id)
-        return winner
-    return token
+    """The contact's token for this mailing or API access (the existing one, else a new one), as an object."""
+    code = issue_token_code(session, contact.survey_id, contact.id, mailing_id=mailing_id, api_access_id=api_access_id)
+    return session.execute(select(Token).where(Token.code == code)).scalar_one()
 
 
 def questionnaire_redirect(questionnaire_url: str, code: str) -> str:
@@ -76,23 +49,36 @@ def questionnaire_redirect(questionnaire_url: str, code: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-_TOKEN_BY_ACCESS = select(Token.__table__.c.code).where(
-    Token.__table__.c.contact_id == bindparam("contact_id"),
-    Token.__table__.c.api_access_id == bindparam("api_access_id"),
-)
+_t = Token.__table__.c
+# One lookup per channel of issue, built once (hot path): tokens are unique per contact and mailing, and per
+# contact and API access.
+_TOKEN_THROUGH = {
+    name: select(_t.code).where(_t.contact_id == bindparam("contact_id"), _t[name] == bindparam(name))
+    for name in ("api_access_id", "mailing_id")
+}
 
 
 def issue_token_code(
-    session: Session, survey_id: int, contact_id: int, *, api_access_id: int, known_new: bool = False
+    session: Session,
+    survey_id: int,
+    contact_id: int,
+    *,
+    api_access_id: int | None = None,
+    mailing_id: int | None = None,
+    known_new: bool = False,
 ) -> str:
-    """The code of the contact's token for this API access, issued if missing (prebuilt Core: hot path).
+    """The code of the contact's token for this API access or mailing, issued if missing.
 
-    ``known_new``: the contact was created in this transaction, so it cannot have a token yet.
+    Insert-or-fetch on the unique constraints (ON CONFLICT DO NOTHING), so concurrent callers on several app
+    instances all end up with the one token. ``known_new``: the contact was created in this transaction, so it
+    cannot have a token yet.
     """
+    through = "api_access_id" if api_access_id is not None else "mailing_id"
+    keys = {"contact_id": contact_id, through: api_access_id if api_access_id is not None else mailing_id}
+    lookup = _TOKEN_THROUGH[through]
     conn = session.connection()
-    keys = {"contact_id": contact_id, "api_access_id": api_access_id}
     if not known_new:
-        existing = conn.execute(_TOKEN_BY_ACCESS, keys).scalar()
+        existing = conn.execute(lookup, keys).scalar()
         if existing is not None:
             return str(existing)
     insert_token = insert_ignore(Token.__table__, TOKEN_INSERT_COLUMNS, "code")
@@ -100,7 +86,9 @@ def issue_token_code(
         code = conn.execute(
             insert_token,
             {
-                **keys,
+                "contact_id": contact_id,
+                "api_access_id": api_access_id,
+                "mailing_id": mailing_id,
                 "code": random_code(TOKEN_LENGTH),
                 "survey_id": survey_id,
                 "kind": "personal",
@@ -110,7 +98,7 @@ def issue_token_code(
         ).scalar()
         if code is not None:
             return str(code)
-        winner = conn.execute(_TOKEN_BY_ACCESS, keys).scalar()
+        winner = conn.execute(lookup, keys).scalar()
         if winner is not None:
             return str(winner)
         # The clash was on the random code itself (36^16): draw again.
