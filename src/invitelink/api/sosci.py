@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from invitelink.services import api_accesses, sosci
 from invitelink.services.api_accesses import AccessInfo
 from invitelink.services.errors import DomainError, InvalidInput, NotFound
+from invitelink.services.identity import Features
 
 LINK_FUNCTIONS = ("create_link", "send_mail")
 ECHOED = ("serial", "email", "mobile", "uid")
@@ -48,7 +49,7 @@ def _read(session: Session, access: AccessInfo, params: dict[str, str]) -> dict[
         if not params.get("serial"):
             raise InvalidInput("Request must specify serial")
         return sosci.serial_status(session, access.survey_id, params["serial"])
-    features = sosci.Features.parse(params.get("email"), params.get("mobile"), params.get("uid"))
+    features = Features.parse(params.get("email"), params.get("mobile"), params.get("uid"))
     found = sosci.address_status(session, access.survey_id, params.get("serial"), features)
     return {"result": "ok", **{k: params.get(k) for k in ECHOED}, **found, "error": None}
 
@@ -62,16 +63,13 @@ async def handle(request: Request, project: str, key: str, params: dict[str, str
     """
     database = request.app.state.database
     public_url: str = request.app.state.settings.public_url
-    features: sosci.Features | None = None
-    if params.get("email") or params.get("mobile") or params.get("uid"):
-        try:
-            features = sosci.Features.parse(params.get("email"), params.get("mobile"), params.get("uid"))
-        except DomainError as exc:
-            features_error: DomainError | None = exc
-        else:
-            features_error = None
-    else:
-        features_error = None
+    # Parsed here, outside the single SQLite writer; an error is reported once the key (and so the function
+    # whose error body to use) is known.
+    features_error: DomainError | None = None
+    try:
+        features = Features.parse(params.get("email"), params.get("mobile"), params.get("uid"))
+    except DomainError as exc:
+        features, features_error = Features(), exc
 
     def link(session: Session) -> tuple[str, Any]:
         access = api_accesses.resolve(session, project, key)
@@ -81,7 +79,7 @@ async def handle(request: Request, project: str, key: str, params: dict[str, str
             if features_error is not None:
                 raise features_error
             handler = sosci.create_link if access.function == "create_link" else sosci.send_mail
-            return access.function, handler(session, public_url, access, features or sosci.Features())
+            return access.function, handler(session, public_url, access, features)
         except DomainError as exc:
             raise CallError(access.function, exc) from exc
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from invitelink.models import Contact, Survey
 from invitelink.security import SERIAL_ALPHABET, random_code
 from invitelink.services.errors import Conflict, DomainError, InvalidInput, NotFound, save_or_conflict
-from invitelink.services.identity import normalize_email, normalize_mobile, normalize_uid
+from invitelink.services.identity import Features
 
 IMPORT_COLUMNS = ("email", "mobile", "uid", "name", "subgroup")
 MAX_IMPORT_ROWS = 50_000
@@ -43,16 +43,16 @@ class ImportReport:
 
 def normalize(data: ContactInput) -> ContactInput:
     """Normalised copy; raises InvalidInput naming the field that is wrong."""
-    email = normalize_email(data.email) if data.email else None
-    mobile = normalize_mobile(data.mobile) if data.mobile else None
-    uid = normalize_uid(data.uid) if data.uid else None
-    if not (email or mobile or uid):
+    features = Features.parse(data.email, data.mobile, data.uid)
+    if not features.given():
         raise InvalidInput("a contact needs an email, a mobile or a uid")
     if len(data.name) > MAX_NAME:
         raise InvalidInput(f"name is longer than {MAX_NAME} characters", field="name")
     if len(data.subgroup) > MAX_SUBGROUP:
         raise InvalidInput(f"subgroup is longer than {MAX_SUBGROUP} characters", field="subgroup")
-    return ContactInput(email, mobile, uid, data.name.strip(), data.subgroup.strip(), data.anonymous)
+    return ContactInput(
+        features.email, features.mobile, features.uid, data.name.strip(), data.subgroup.strip(), data.anonymous
+    )
 
 
 def new_serial() -> str:
@@ -166,7 +166,7 @@ def import_contacts(session: Session, survey: Survey, rows: list[Any]) -> Import
     if len(rows) > MAX_IMPORT_ROWS:
         raise InvalidInput(f"at most {MAX_IMPORT_ROWS} rows per import; split the file")
     report = ImportReport()
-    valid: list[tuple[int, ContactInput]] = []
+    valid: list[tuple[ContactInput, list[tuple[str, str]]]] = []
     seen: dict[tuple[str, str], int] = {}
     for number, row in enumerate(rows, start=1):
         try:
@@ -174,18 +174,18 @@ def import_contacts(session: Session, survey: Survey, rows: list[Any]) -> Import
         except DomainError as exc:
             report.errors.append({"row": number, "field": exc.field, "error": exc.message})
             continue
-        keys = [(k, v) for k, v in (("email", data.email), ("mobile", data.mobile), ("uid", data.uid)) if v]
+        keys = Features(data.email, data.mobile, data.uid).given()
         duplicate = next((seen[k] for k in keys if k in seen), None)
         if duplicate is not None:
             report.errors.append({"row": number, "field": None, "error": f"duplicate of row {duplicate}"})
             continue
         seen.update({k: number for k in keys})
-        valid.append((number, data))
+        valid.append((data, keys))
 
     existing = _existing_keys(session, survey.id, seen)
     new_contacts = []
-    for _number, data in valid:
-        if any((k, v) in existing for k, v in (("email", data.email), ("mobile", data.mobile), ("uid", data.uid))):
+    for data, keys in valid:
+        if any(key in existing for key in keys):
             report.skipped += 1
             continue
         new_contacts.append(

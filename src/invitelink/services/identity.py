@@ -1,6 +1,8 @@
-"""Normalising the features that identify a contact: e-mail, mobile number (E.164), uid."""
+"""The features that identify a contact (e-mail, mobile number in E.164, uid) and their normalisation."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -41,3 +43,25 @@ def normalize_uid(raw: str) -> str:
     if not text or len(text) > MAX_UID_LENGTH or not all(" " <= ch <= "~" for ch in text):
         raise InvalidInput(f"uid must be 1 to {MAX_UID_LENGTH} printable ASCII characters", field="uid")
     return text
+
+
+@dataclass(frozen=True)
+class Features:
+    """The identifying features of a contact, normalised (None where not given)."""
+
+    email: str | None = None
+    mobile: str | None = None
+    uid: str | None = None
+
+    @classmethod
+    def parse(cls, email: str | None, mobile: str | None, uid: str | None) -> Features:
+        """Normalised features; InvalidInput naming the field that is malformed."""
+        return cls(
+            email=normalize_email(email) if email else None,
+            mobile=normalize_mobile(mobile) if mobile else None,
+            uid=normalize_uid(uid) if uid else None,
+        )
+
+    def given(self) -> list[tuple[str, str]]:
+        """(name, value) of each feature present, in matching priority: e-mail, mobile, uid."""
+        return [(k, v) for k, v in (("email", self.email), ("mobile", self.mobile), ("uid", self.uid)) if v]

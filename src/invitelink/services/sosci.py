@@ -3,7 +3,6 @@ address_status. Plain dicts in the seed's shapes; the adapter only adds HTTP."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -16,7 +15,7 @@ from invitelink.services.api_accesses import AccessInfo
 from invitelink.services.contacts import new_serial
 from invitelink.services.deliveries import enqueue
 from invitelink.services.errors import InvalidInput, NotFound
-from invitelink.services.identity import normalize_email, normalize_mobile, normalize_uid
+from invitelink.services.identity import Features
 from invitelink.services.links import issue_token_code, personal_link
 from invitelink.services.upsert import insert_ignore
 
@@ -32,25 +31,6 @@ CONTACT_INSERT_COLUMNS = (
     "serial",
     "created_at",
 )
-
-
-@dataclass(frozen=True)
-class Features:
-    email: str | None = None
-    mobile: str | None = None
-    uid: str | None = None
-
-    @classmethod
-    def parse(cls, email: str | None, mobile: str | None, uid: str | None) -> Features:
-        """Normalised features; InvalidInput naming the field that is malformed."""
-        return cls(
-            email=normalize_email(email) if email else None,
-            mobile=normalize_mobile(mobile) if mobile else None,
-            uid=normalize_uid(uid) if uid else None,
-        )
-
-    def given(self) -> list[tuple[str, str]]:
-        return [(k, v) for k, v in (("email", self.email), ("mobile", self.mobile), ("uid", self.uid)) if v]
 
 
 @cache
