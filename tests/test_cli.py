@@ -59,6 +59,31 @@ def test_create_admin_refuses_a_short_password_with_a_message(db_url: str, tmp_p
     assert "at least 8 characters" in result.stderr
 
 
+def start_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "invitelink.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def smtp_env(sink: SmtpSink) -> dict[str, str]:
+    return {
+        "INVITELINK_SMTP_HOST": "127.0.0.1",
+        "INVITELINK_SMTP_PORT": str(sink.port),
+        "INVITELINK_SMTP_STARTTLS": "false",
+    }
+
+
+def wait_for_mail(sink: SmtpSink, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not sink.messages and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def sink() -> Iterator[SmtpSink]:
     with SmtpSink() as s:
@@ -99,22 +124,8 @@ def test_serve_migrates_serves_docs_and_its_embedded_worker_mails(db_url: str, t
     assert created.returncode == 0, created.stderr
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = cli_env(
-        db_url,
-        tmp_path,
-        INVITELINK_PUBLIC_URL=base,
-        INVITELINK_SMTP_HOST="127.0.0.1",
-        INVITELINK_SMTP_PORT=str(sink.port),
-        INVITELINK_SMTP_STARTTLS="false",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "invitelink.cli", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env = cli_env(db_url, tmp_path, INVITELINK_PUBLIC_URL=base, **smtp_env(sink))
+    process = start_cli(["serve", "--port", str(port)], env, tmp_path)
     try:
         wait_ready(base, process)
         assert "swagger-ui" in httpx.get(f"{base}/docs").text
@@ -128,9 +139,7 @@ def test_serve_migrates_serves_docs_and_its_embedded_worker_mails(db_url: str, t
             json={"title": "E2E", "questionnaire_url": "https://q.example.org", "status": "active"},
         ).json()
         queue_one(db_url, survey["id"], "pat@example.org")
-        deadline = time.monotonic() + 20
-        while not sink.messages and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for_mail(sink)
         assert len(sink.messages) == 1
         body = sink.messages[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
         assert f"{base}/{survey['project']}/?d=" in body
@@ -147,25 +156,9 @@ def test_serve_migrates_serves_docs_and_its_embedded_worker_mails(db_url: str, t
 def test_worker_process_sends_and_stops_on_sigterm(db_url: str, tmp_path: Path, sink: SmtpSink) -> None:
     demo = json.loads(run_cli(["demo", "--json"], db_url, tmp_path).stdout)
     queue_one(db_url, demo["survey"]["id"], "w@example.org")
-    env = cli_env(
-        db_url,
-        tmp_path,
-        INVITELINK_SMTP_HOST="127.0.0.1",
-        INVITELINK_SMTP_PORT=str(sink.port),
-        INVITELINK_SMTP_STARTTLS="false",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "invitelink.cli", "worker"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli(["worker"], cli_env(db_url, tmp_path, **smtp_env(sink)), tmp_path)
     try:
-        deadline = time.monotonic() + 20
-        while not sink.messages and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for_mail(sink)
         assert [m["To"] for m in sink.messages] == ["Pat <w@example.org>"]
     finally:
         process.send_signal(signal.SIGTERM)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from sqlalchemy.orm import Session
 
 from invitelink.config import Settings
 from invitelink.db import make_engine, make_sessionmaker, transaction
@@ -15,6 +18,17 @@ from invitelink.services.errors import DomainError
 
 def _migrate(settings: Settings) -> None:
     upgrade_to_head(settings.database_url)
+
+
+@contextmanager
+def _one_transaction(settings: Settings) -> Iterator[Session]:
+    """A committed transaction on a one-connection engine, for commands that do one unit of work."""
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -52,16 +66,13 @@ def cmd_create_admin(args: argparse.Namespace, settings: Settings) -> int:
     from invitelink.services.accounts import create_admin
 
     _migrate(settings)
-    engine = make_engine(settings.database_url, pool_size=1)
     try:
-        with transaction(make_sessionmaker(engine)) as session:
+        with _one_transaction(settings) as session:
             workspace, user = create_admin(session, args.email, args.password, args.workspace)
             print(f"created owner {user.email} of workspace {workspace.id} ({workspace.name})")
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    finally:
-        engine.dispose()
     return 0
 
 
@@ -69,12 +80,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from invitelink.services.demo import seed_demo
 
     _migrate(settings)
-    engine = make_engine(settings.database_url, pool_size=1)
-    try:
-        with transaction(make_sessionmaker(engine)) as session:
-            result = seed_demo(session, settings)
-    finally:
-        engine.dispose()
+    with _one_transaction(settings) as session:
+        result = seed_demo(session, settings)
     if args.json:
         print(json.dumps(result))
     else:

@@ -5,21 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import Field, StringConstraints
 from sqlalchemy import select
 
-from invitelink.api.admin.deps import Db, ReadableSurvey, WritableSurvey
+from invitelink.api.admin.deps import Db, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import Input, Output, Page
 from invitelink.api.deps import get_settings
 from invitelink.config import Settings
 from invitelink.models import ApiAccess
 from invitelink.services import api_accesses
-from invitelink.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT, paginate
 
 router = APIRouter(prefix="/surveys/{survey_id}/api-accesses", tags=["sosci API accesses"], route_class=AdminRoute)
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 class ApiAccessIn(Input):

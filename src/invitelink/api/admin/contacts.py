@@ -9,16 +9,15 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
-from invitelink.api.admin.deps import Db, ReadableSurvey, WritableSurvey
+from invitelink.api.admin.deps import Db, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import ContactIn, ContactOut, ContactPatch, ImportReportOut, Page
 from invitelink.models import Contact
 from invitelink.services import contacts
 from invitelink.services.errors import InvalidInput
-from invitelink.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT, paginate
 
 router = APIRouter(prefix="/surveys/{survey_id}/contacts", tags=["contacts"], route_class=AdminRoute)
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 IMPORT_DOC = """Send the file as `text/csv`, as `application/json` (a list of contacts, or `{"contacts": [...]}`),
 or as a multipart upload in field `file` (.csv or .json). CSV: UTF-8, a header line naming some of

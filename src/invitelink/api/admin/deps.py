@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Query
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
@@ -14,10 +14,13 @@ from invitelink.models import Survey
 from invitelink.services import accounts, surveys
 from invitelink.services.accounts import Principal
 from invitelink.services.errors import Forbidden, Unauthorized
+from invitelink.services.pagination import MAX_LIMIT
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/admin/v1/auth/token", auto_error=False)
 
 Db = Annotated[Session, Depends(get_db)]
+# The page size of every admin list.
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 def current_principal(db: Db, token: Annotated[str | None, Depends(oauth2)]) -> Principal:

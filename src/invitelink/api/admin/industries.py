@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import select
 
-from invitelink.api.admin.deps import CurrentPrincipal, Db, Editor
+from invitelink.api.admin.deps import CurrentPrincipal, Db, Editor, Limit
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import IndustryIn, IndustryOut, Page
 from invitelink.models import Industry
 from invitelink.services import industries
-from invitelink.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT, paginate
 
 router = APIRouter(prefix="/industries", tags=["industries"], route_class=AdminRoute)
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 @router.get("", response_model=Page[IndustryOut], summary="List industries")

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import select
 
-from invitelink.api.admin.deps import Db, ReadableSurvey, WritableSurvey
+from invitelink.api.admin.deps import Db, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import MailingFields, MailingIn, MailingOut, Page
 from invitelink.models import Mailing
 from invitelink.services import mailings
-from invitelink.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT, paginate
 
 router = APIRouter(prefix="/surveys/{survey_id}/mailings", tags=["mailings"], route_class=AdminRoute)
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 def mailing_out(mailing: Mailing) -> MailingOut:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Query
-
-from invitelink.api.admin.deps import Db, ReadableSurvey, WritableSurvey
+from invitelink.api.admin.deps import Db, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import Page, SerialCodeOut, SerialCodesIn
 from invitelink.models import Participation, Token
 from invitelink.services import serials
-from invitelink.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT, paginate
 
 router = APIRouter(prefix="/surveys/{survey_id}/serial-codes", tags=["serial codes"], route_class=AdminRoute)
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 def code_out(token: Token, participation: Participation | None) -> SerialCodeOut:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
-from invitelink.api.admin.deps import Admin, CurrentPrincipal, Db, Editor, ReadableSurvey, WritableSurvey
+from invitelink.api.admin.deps import Admin, CurrentPrincipal, Db, Editor, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import (
     CallbackSecretOut,
@@ -20,10 +20,9 @@ from invitelink.api.admin.schemas import (
 )
 from invitelink.models import Survey
 from invitelink.services import surveys
-from invitelink.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT, paginate
 
 router = APIRouter(prefix="/surveys", tags=["surveys"], route_class=AdminRoute)
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 def survey_out(survey: Survey) -> dict[str, Any]:

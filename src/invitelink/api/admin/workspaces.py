@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 from sqlalchemy import select
 
-from invitelink.api.admin.deps import Admin, CurrentPrincipal, Db
+from invitelink.api.admin.deps import Admin, CurrentPrincipal, Db, Limit
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import (
     MemberIn,
@@ -25,10 +25,9 @@ from invitelink.config import Settings
 from invitelink.models import Membership, User
 from invitelink.services import accounts
 from invitelink.services.errors import NotFound
-from invitelink.services.pagination import DEFAULT_LIMIT, MAX_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT, paginate
 
 router = APIRouter(tags=["workspaces"], route_class=AdminRoute)
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 @router.get("/workspaces", response_model=list[MyWorkspaceOut], summary="Workspaces this account belongs to")
