@@ -188,6 +188,10 @@ def test_address_status_errors_and_matching_all_given(sosci: Sosci) -> None:
         "uid": "someone-else",
     }
     assert sosci.call("address_status", email="a@example.com", uid="u1").status_code == 200
+    malformed = sosci.call("address_status", email="not-an-address")
+    assert malformed.status_code == 400
+    assert malformed.json()["error"].startswith("email")
+    assert malformed.json()["email"] == "not-an-address"
     nothing = sosci.call("address_status")
     assert nothing.status_code == 400
     assert nothing.json()["result"] == "error"

@@ -44,12 +44,11 @@ def _error(function: str | None, exc: DomainError, params: dict[str, str]) -> JS
     return JSONResponse(_error_body(function, exc.message, params), status_code=status)
 
 
-def _read(session: Session, access: AccessInfo, params: dict[str, str]) -> dict[str, Any]:
+def _read(session: Session, access: AccessInfo, params: dict[str, str], features: Features) -> dict[str, Any]:
     if access.function == "serial_status":
         if not params.get("serial"):
             raise InvalidInput("Request must specify serial")
         return sosci.serial_status(session, access.survey_id, params["serial"])
-    features = Features.parse(params.get("email"), params.get("mobile"), params.get("uid"))
     found = sosci.address_status(session, access.survey_id, params.get("serial"), features)
     return {"result": "ok", **{k: params.get(k) for k in ECHOED}, **found, "error": None}
 
@@ -93,8 +92,10 @@ async def handle(request: Request, project: str, key: str, params: dict[str, str
         access = outcome
 
         def read() -> dict[str, Any]:
+            if features_error is not None and access.function == "address_status":
+                raise features_error
             with database.read_sessions() as session:
-                return _read(session, access, params)
+                return _read(session, access, params, features)
 
         try:
             return JSONResponse(await run_in_threadpool(read))
