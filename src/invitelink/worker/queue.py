@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Delivery, Mailing, Suppression, Survey, Token, Workspace, utcnow
@@ -120,15 +120,15 @@ def _suppressed(session: Session, pairs: list[tuple[int, str]]) -> set[tuple[int
     return {(w, a) for w, a in rows}
 
 
-def _mine(delivery_id: int, worker_id: str) -> list[object]:
+def _mine(delivery_id: int, worker_id: str) -> tuple[ColumnElement[bool], ...]:
     # Only the lease holder records an outcome: a worker whose lease expired must not overwrite a newer one.
-    return [Delivery.id == delivery_id, Delivery.locked_by == worker_id, Delivery.status == "sending"]
+    return (Delivery.id == delivery_id, Delivery.locked_by == worker_id, Delivery.status == "sending")
 
 
 def mark_sent(session: Session, delivery_id: int, worker_id: str, message_id: str) -> None:
     session.execute(
         update(Delivery)
-        .where(*_mine(delivery_id, worker_id))  # type: ignore[arg-type]
+        .where(*_mine(delivery_id, worker_id))
         .values(
             status="sent",
             transport_status="delivered",
@@ -143,7 +143,7 @@ def mark_sent(session: Session, delivery_id: int, worker_id: str, message_id: st
 def mark_failed(session: Session, delivery_id: int, worker_id: str, error: str) -> None:
     session.execute(
         update(Delivery)
-        .where(*_mine(delivery_id, worker_id))  # type: ignore[arg-type]
+        .where(*_mine(delivery_id, worker_id))
         .values(status="failed", transport_status="bounced", locked_until=None, last_error=error[:1000])
     )
 
@@ -156,7 +156,7 @@ def mark_retry(session: Session, job: Job, worker_id: str, error: str) -> dateti
     due = utcnow() + backoff(job.attempts)
     session.execute(
         update(Delivery)
-        .where(*_mine(job.delivery_id, worker_id))  # type: ignore[arg-type]
+        .where(*_mine(job.delivery_id, worker_id))
         .values(status="queued", due_at=due, locked_until=None, last_error=error[:1000])
     )
     return due
