@@ -66,9 +66,9 @@ def get_contact(session: Session, survey: Survey, contact_id: int) -> Contact:
     return contact
 
 
-def create_contact(session: Session, survey: Survey, data: ContactInput) -> Contact:
-    data = normalize(data)
-    contact = Contact(
+def _new_contact(survey: Survey, data: ContactInput) -> Contact:
+    """A contact from normalised input; anonymous contacts get no person code."""
+    return Contact(
         survey_id=survey.id,
         email=data.email,
         mobile=data.mobile,
@@ -78,6 +78,10 @@ def create_contact(session: Session, survey: Survey, data: ContactInput) -> Cont
         anonymous=data.anonymous,
         serial=None if data.anonymous else new_serial(),
     )
+
+
+def create_contact(session: Session, survey: Survey, data: ContactInput) -> Contact:
+    contact = _new_contact(survey, normalize(data))
     save_or_conflict(session, contact, "a contact with this email, mobile or uid exists in this survey")
     return contact
 
@@ -188,17 +192,7 @@ def import_contacts(session: Session, survey: Survey, rows: list[Any]) -> Import
         if any(key in existing for key in keys):
             report.skipped += 1
             continue
-        new_contacts.append(
-            Contact(
-                survey_id=survey.id,
-                email=data.email,
-                mobile=data.mobile,
-                uid=data.uid,
-                name=data.name,
-                subgroup=data.subgroup,
-                serial=new_serial(),
-            )
-        )
+        new_contacts.append(_new_contact(survey, data))
     session.add_all(new_contacts)
     try:
         session.flush()
