@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from invitelink import __version__
-from invitelink.api import participant, project
+from invitelink.api import participant, project, trigger
 from invitelink.api.admin import router as admin_router
 from invitelink.config import Settings
 from invitelink.db import Database
@@ -41,8 +41,10 @@ TAGS = [
     {"name": "contacts", "description": "Contacts of a survey; single and bulk import."},
     {"name": "serial codes", "description": "Access codes typed by participants."},
     {"name": "sosci API accesses", "description": "API URLs of the SoSci-style mailing API (key shown once)."},
+    {"name": "trigger tokens", "description": "Bearer secrets (sit_…) of the trigger API, with their defaults."},
     {"name": "results", "description": "Participations, responses and invitation metadata."},
     {"name": "sosci mailing API", "description": "PUBLIC_URL/{project}/: the mailing API and participant links."},
+    {"name": "trigger API", "description": "POST /api/invitation-trigger: queue an invitation batch."},
     {"name": "participation", "description": "Questionnaire callback and end redirect."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
@@ -101,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(admin_router)
     app.include_router(participant.router)
+    app.include_router(trigger.router)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     max_import_bytes: int = 10_485_760
     admin_session_hours: int = 12
+    # Trigger API: recipients per call, and flood protection per trigger token (counted in the database, so the
+    # limits hold across app instances).
+    trigger_max_recipients: int = 1000
+    trigger_flood_batches_per_minute: int = 60
+    trigger_flood_recipients_per_hour: int = 20_000
 
     @field_validator("public_url")
     @classmethod

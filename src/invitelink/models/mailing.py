@@ -21,6 +21,8 @@ class Mailing(Base):
         CheckConstraint("kind IN ('serial', 'trigger')", name="kind"),
         CheckConstraint("channel IN ('email', 'sms')", name="channel"),
         Index(None, "survey_id", "id"),
+        # Flood protection counts a trigger token's recent batches.
+        Index(None, "trigger_token_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.config import Settings
 from invitelink.models import Industry
-from invitelink.services import accounts, api_accesses, industries, mailings, serials, surveys
+from invitelink.services import accounts, api_accesses, industries, mailings, serials, surveys, trigger_tokens
 
 DEMO_SERIAL_CODES = 5
 
@@ -58,6 +58,15 @@ def seed_demo(session: Session, settings: Settings) -> dict[str, Any]:
             session, survey, function, mailing.id if function in api_accesses.NEEDS_MAILING else None, "", False
         )
         sosci[function] = api_accesses.api_url(settings.public_url, survey.project, key)
+    _trigger, trigger_secret = trigger_tokens.create_token(
+        session,
+        survey,
+        name="Demo workflow",
+        cooldown_seconds=2,
+        default_subject="{{workspace_name}}: {{survey_title}}",
+        default_message="Hello {{recipient_name}},\n\nhow did your order go? Tell us:\n{{survey_link}}\n",
+        default_reminder_days=3,
+    )
     return {
         "workspace": {"id": workspace.id, "name": workspace.name},
         "admin": {"email": user.email, "password": password, "token": token},
@@ -71,6 +80,7 @@ def seed_demo(session: Session, settings: Settings) -> dict[str, Any]:
         },
         "sosci": sosci,
         "serial_codes": [t.code for t in codes],
+        "trigger": {"url": trigger_tokens.trigger_url(settings.public_url), "secret": trigger_secret},
         "admin_api": f"{settings.public_url}/admin/v1/",
         "docs": f"{settings.public_url}/docs",
     }

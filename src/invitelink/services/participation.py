@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from invitelink.models import Participation, Survey, Token, utcnow
+from invitelink.models import Mailing, Participation, Survey, Token, utcnow
 from invitelink.security import digest
 from invitelink.services.errors import InvalidInput, NotFound, Unauthorized
 
@@ -49,7 +49,9 @@ def _participation(session: Session, token: Token) -> Participation:
     existing = session.scalar(select(Participation).where(Participation.token_id == token.id))
     if existing is not None:
         return existing
-    participation = Participation(survey_id=token.survey_id, token_id=token.id, status="clicked")
+    # The invitation's metadata (trigger batches) travels with the participation, shown in results once completed.
+    meta = session.scalar(select(Mailing.meta).where(Mailing.id == token.mailing_id)) if token.mailing_id else None
+    participation = Participation(survey_id=token.survey_id, token_id=token.id, status="clicked", meta=meta)
     try:
         with session.begin_nested():
             session.add(participation)

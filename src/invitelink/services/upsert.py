@@ -11,13 +11,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
-from sqlalchemy import Table, TextualSelect, bindparam, text
+from sqlalchemy import Table, TextClause, TextualSelect, bindparam, text
+
+
+def _insert_sql(table: Table, columns: Sequence[str]) -> str:
+    names = ", ".join(columns)
+    values = ", ".join(f":{c}" for c in columns)
+    return f"INSERT INTO {table.name} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING"  # noqa: S608 - names come from the table definition
 
 
 @cache
 def insert_ignore(table: Table, columns: Sequence[str], returning: str) -> TextualSelect:
     """``INSERT INTO table (columns) VALUES (:columns) ON CONFLICT DO NOTHING RETURNING returning``."""
-    names = ", ".join(columns)
-    values = ", ".join(f":{c}" for c in columns)
-    sql = f"INSERT INTO {table.name} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING {returning}"  # noqa: S608 - names come from the table definition
+    sql = f"{_insert_sql(table, columns)} RETURNING {returning}"
     return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns)).columns(table.c[returning])
+
+
+@cache
+def insert_ignore_many(table: Table, columns: Sequence[str]) -> TextClause:
+    """The same without RETURNING, for executemany over a list of rows (bulk insert-or-skip)."""
+    return text(_insert_sql(table, columns)).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))

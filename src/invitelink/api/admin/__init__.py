@@ -11,11 +11,23 @@ from invitelink.api.admin import (
     results,
     serials,
     surveys,
+    trigger_tokens,
     workspaces,
 )
 
 router = APIRouter(prefix="/admin/v1")
-for module in (auth, workspaces, industries, surveys, mailings, contacts, serials, api_accesses, results):
+for module in (
+    auth,
+    workspaces,
+    industries,
+    surveys,
+    mailings,
+    contacts,
+    serials,
+    api_accesses,
+    trigger_tokens,
+    results,
+):
     router.include_router(module.router)
 
 __all__ = ["router"]

@@ -1,0 +1,176 @@
+"""The Survey.is-style trigger endpoint: POST PUBLIC_URL/api/invitation-trigger, body ``{ok, …}`` always."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
+
+from invitelink.api.errors import family_route
+from invitelink.api.participant import render_error
+from invitelink.config import Settings
+from invitelink.models import utcnow
+from invitelink.services import trigger_tokens, triggers
+from invitelink.services.errors import InvalidInput
+
+log = logging.getLogger("invitelink.trigger")
+router = APIRouter(tags=["trigger API"], route_class=family_route(render_error))
+PATH = "/api/invitation-trigger"
+NOT_READY = "invitation tables or dependencies are not ready; try again shortly"
+
+EXAMPLES = {
+    "single": {
+        "summary": "Single recipient",
+        "value": {
+            "email": "person@example.com",
+            "name": "Pat",
+            "reminder_days": 3,
+            "metadata": {"source_id": "evt_12345", "customer_tier": "starter"},
+        },
+    },
+    "multiple": {
+        "summary": "Multiple recipients, scheduled",
+        "value": {
+            "emails": [{"email": "alex@example.com", "name": "Alex"}, {"email": "sam@example.com", "name": "Sam"}],
+            "send_at": "2026-05-18 14:00:00 UTC",
+            "metadata": {"campaign": "post-demo"},
+        },
+    },
+}
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    """The JSON object (or form fields) of the request; an empty body is an empty object."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form()
+        fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        if "emails" in form:
+            fields["emails"] = [v for v in form.getlist("emails") if isinstance(v, str)]
+        return fields
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput("the JSON body must be an object")
+    return body
+
+
+def _secret(request: Request, body: dict[str, Any]) -> str | None:
+    """Bearer header first, then ``token`` / ``secret`` in the query string, then in the body."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    for source in (request.query_params, body):
+        for key in ("token", "secret"):
+            value = source.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+    return None
+
+
+def limits_of(settings: Settings) -> triggers.Limits:
+    return triggers.Limits(
+        max_recipients=settings.trigger_max_recipients,
+        batches_per_minute=settings.trigger_flood_batches_per_minute,
+        recipients_per_hour=settings.trigger_flood_recipients_per_hour,
+    )
+
+
+@router.post(
+    PATH,
+    summary="Queue an invitation batch (API trigger)",
+    description=(
+        "Authenticate with `Authorization: Bearer sit_…` (or `token` / `secret` in the query string or body). "
+        "Send `email` (one recipient, optional `name`) or `emails` (addresses or `{email, name}` objects); "
+        "optional `metadata` (JSON object), `subject`, `message` (templates: `{{recipient_name}}`, "
+        "`{{workspace_name}}`, `{{survey_title}}`, `{{survey_link}}`), `reminder_days` (0 disables), and one of "
+        "`send_in_seconds` or `send_at` (`now` or a UTC date/time). Omitted fields take the token's defaults.\n\n"
+        "Limits (400 beyond them): 1,000 recipients per call (`INVITELINK_TRIGGER_MAX_RECIPIENTS`), metadata "
+        "4 KiB as JSON, subject 300 and message 20,000 characters, names 200, scheduling at most 365 days ahead. "
+        "Flood protection per token (429 with `Retry-After`): 60 batches per minute and 20,000 recipients per "
+        "hour by default; the token's cooldown likewise.\n\n"
+        "Errors: `{ok: false, error}` with 400 (invalid request, missing or unknown token, invalid recipient, "
+        "both timing fields, unparseable time, closed survey or disabled workspace), 405 (methods other than "
+        "POST), 429, 503 (database not ready). A draft survey accepts batches; they wait until it is active."
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}, "examples": EXAMPLES}},
+        }
+    },
+    responses={
+        200: {
+            "description": "The queued batch.",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "ok": True,
+                        "message": "Invitation queued.",
+                        "batch": {"uuid": "6f1c…", "scheduled_at": "2026-05-18 14:00:00", "status": "queued"},
+                    }
+                }
+            },
+        },
+        400: {
+            "description": "Invalid request",
+            "content": {"application/json": {"example": {"ok": False, "error": "…"}}},
+        },
+        429: {"description": "Cooldown or flood protection; see Retry-After"},
+        503: {"description": "Database not ready"},
+    },
+)
+async def invitation_trigger(request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    body = await _body(request)
+    secret = _secret(request, body)
+    limits = limits_of(settings)
+    # Validated here, outside the (on SQLite single) writer; reported after the token, so a caller without a
+    # valid token learns about the token first.
+    parsed: triggers.TriggerRequest | None = None
+    invalid: InvalidInput | None = None
+    try:
+        parsed = triggers.parse_request(body, limits, utcnow())
+    except InvalidInput as exc:
+        invalid = exc
+
+    def work(session: Session) -> dict[str, Any]:
+        caller = trigger_tokens.authenticate(session, secret)
+        if invalid is not None:
+            raise invalid
+        assert parsed is not None
+        mailing = triggers.queue_batch(session, caller, parsed, limits, utcnow())
+        # The token's prefix and the batch id only: never a link or a secret.
+        log.info(
+            "trigger %s queued batch %s (%d recipients)", caller.token.prefix, mailing.uuid, len(parsed.recipients)
+        )
+        return triggers.batch_summary(mailing)
+
+    try:
+        summary = await request.app.state.database.write(work)
+    except IntegrityError:
+        raise
+    except (DBAPIError, PoolTimeout):
+        log.warning("trigger call refused: database not ready", exc_info=True)
+        return JSONResponse({"ok": False, "error": NOT_READY}, status_code=503, headers={"Retry-After": "5"})
+    return JSONResponse(summary)
+
+
+@router.api_route(PATH, methods=["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"], include_in_schema=False)
+async def wrong_method(request: Request) -> JSONResponse:
+    return JSONResponse(
+        {"ok": False, "error": f"method {request.method} not allowed; use POST"},
+        status_code=405,
+        headers={"Allow": "POST"},
+    )

@@ -1,0 +1,59 @@
+"""Trigger tokens: ``sit_…`` secrets of one survey with their defaults (subject, message, reminders, cooldown)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from invitelink.models import Survey, TriggerToken, Workspace
+from invitelink.security import digest, new_secret
+from invitelink.services.errors import InvalidInput, NotFound
+
+SECRET_PREFIX = "sit_"  # noqa: S105 - the public prefix of every trigger secret, not a secret
+PREFIX_SHOWN = 10
+
+
+def trigger_url(public_url: str) -> str:
+    return f"{public_url}/api/invitation-trigger"
+
+
+def create_token(session: Session, survey: Survey, **settings: object) -> tuple[TriggerToken, str]:
+    """A new token and its secret (returned once; only the SHA-256 digest is stored)."""
+    secret = new_secret(SECRET_PREFIX, 32)
+    token = TriggerToken(survey_id=survey.id, prefix=secret[:PREFIX_SHOWN], secret_digest=digest(secret), **settings)
+    session.add(token)
+    session.flush()
+    return token, secret
+
+
+def get_token(session: Session, survey: Survey, token_id: int) -> TriggerToken:
+    token = session.get(TriggerToken, token_id)
+    if token is None or token.survey_id != survey.id:
+        raise NotFound("trigger token not found")
+    return token
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The token behind a trigger call, with its survey and workspace."""
+
+    token: TriggerToken
+    survey: Survey
+    workspace: Workspace
+
+
+def authenticate(session: Session, secret: str | None) -> Caller:
+    """The token whose secret this is: one indexed lookup by digest (a digest comparison leaks no timing)."""
+    if not secret:
+        raise InvalidInput("missing trigger token: send Authorization: Bearer sit_…")
+    row = session.execute(
+        select(TriggerToken, Survey, Workspace)
+        .join(Survey, Survey.id == TriggerToken.survey_id)
+        .join(Workspace, Workspace.id == Survey.workspace_id)
+        .where(TriggerToken.secret_digest == digest(secret.strip()))
+    ).first()
+    if row is None:
+        raise InvalidInput("unknown trigger token: it may have been deleted; create a new one for this survey")
+    return Caller(*row)

@@ -1,0 +1,399 @@
+"""Survey.is-style API triggers: one call queues one invitation batch (a trigger mailing) for its recipients.
+
+The whole batch (contacts, personal tokens, deliveries, the token's cooldown stamp) is written in one transaction:
+a refused call leaves nothing behind, an accepted one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, CursorResult, bindparam, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from invitelink.models import Contact, Delivery, Mailing, Token, TriggerToken
+from invitelink.security import random_code
+from invitelink.services.contacts import new_serial
+from invitelink.services.errors import InvalidInput, RateLimited
+from invitelink.services.identity import normalize_email
+from invitelink.services.links import TOKEN_LENGTH
+from invitelink.services.trigger_tokens import Caller
+from invitelink.services.upsert import insert_ignore_many
+
+MAX_NAME_LENGTH = 200
+MAX_SUBJECT_LENGTH = 300
+MAX_MESSAGE_LENGTH = 20_000
+MAX_METADATA_BYTES = 4096
+MAX_DELAY = timedelta(days=365)
+MAX_REMINDER_DAYS = 365
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# SQLite allows 32766 bound parameters per statement; IN lists stay well below.
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Recipient:
+    email: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_recipients: int
+    batches_per_minute: int
+    recipients_per_hour: int
+
+
+@dataclass(frozen=True)
+class TriggerRequest:
+    """A validated trigger call. ``None`` means "use the token's default"."""
+
+    recipients: list[Recipient]
+    metadata: dict[str, Any] | None
+    subject: str | None
+    message: str | None
+    reminder_days: int | None
+    scheduled_at: datetime
+
+
+def _text(body: dict[str, Any], key: str, limit: int) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{key} must be a string", field=key)
+    if len(value) > limit:
+        raise InvalidInput(f"{key} is longer than {limit} characters", field=key)
+    return value
+
+
+def _integer(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
+    value = body.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidInput(f"{key} must be a whole number", field=key)
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise InvalidInput(f"{key} must be a whole number", field=key) from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise InvalidInput(f"{key} must be a whole number", field=key)
+    if not low <= value <= high:
+        raise InvalidInput(f"{key} must be between {low} and {high}", field=key)
+    return value
+
+
+def _recipient(item: Any, where: str) -> Recipient:
+    email: Any
+    name: Any
+    if isinstance(item, str):
+        email, name = item, ""
+    elif isinstance(item, dict):
+        email, name = item.get("email"), item.get("name") or ""
+        if not isinstance(email, str):
+            raise InvalidInput(f"invalid recipient {where}: email is required", field="emails")
+        if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
+            raise InvalidInput(
+                f"invalid recipient {where}: name must be a string of at most {MAX_NAME_LENGTH} characters"
+            )
+    else:
+        raise InvalidInput(f"invalid recipient {where}: give an address or an object {{email, name}}", field="emails")
+    try:
+        return Recipient(normalize_email(email), name.strip())
+    except InvalidInput as exc:
+        raise InvalidInput(f"invalid recipient {where}: {exc.message}", field="emails") from exc
+
+
+def _recipients(body: dict[str, Any], max_recipients: int) -> list[Recipient]:
+    single, many = body.get("email"), body.get("emails")
+    if single is not None and many is not None:
+        raise InvalidInput("send either email (one recipient) or emails (a list), not both")
+    if single is None and many is None:
+        raise InvalidInput("email is required (or emails, a list of recipients)", field="email")
+    if single is not None:
+        if not isinstance(single, str):
+            raise InvalidInput("email must be a string; use emails for a list", field="email")
+        name = _text(body, "name", MAX_NAME_LENGTH) or ""
+        return [_recipient({"email": single, "name": name}, "email")]
+    if not isinstance(many, list) or not many:
+        raise InvalidInput("emails must be a non-empty list of addresses or {email, name} objects", field="emails")
+    if len(many) > max_recipients:
+        raise InvalidInput(f"at most {max_recipients} recipients per request; split the list", field="emails")
+    list_name = _text(body, "name", MAX_NAME_LENGTH)
+    if list_name and len(many) > 1:
+        raise InvalidInput("name is for a single recipient; give each recipient in emails an {email, name} object")
+    recipients = [_recipient(item, f"emails[{i}]") for i, item in enumerate(many)]
+    if list_name and not recipients[0].name:
+        recipients[0] = Recipient(recipients[0].email, list_name.strip())
+    # One invitation per address: a repeated address keeps its last name.
+    by_address = {r.email: r for r in recipients}
+    return list(by_address.values())
+
+
+def _metadata(body: dict[str, Any]) -> dict[str, Any] | None:
+    value = body.get("metadata")
+    if value is None:
+        return None
+    if isinstance(value, str):  # form posts carry it as JSON text
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise InvalidInput("metadata must be a JSON object", field="metadata") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("metadata must be a JSON object", field="metadata")
+    if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
+        raise InvalidInput(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON", field="metadata")
+    return value
+
+
+def parse_time(raw: str) -> datetime:
+    """``now``, or a date/time read as UTC: ``2026-05-18 14:00:00 UTC``, ``2026-05-18T14:00:00Z``, with offset."""
+    text = raw.strip()
+    for suffix in (" UTC", "UTC", "Z", "z"):
+        if text.endswith(suffix):
+            text = text[: -len(suffix)].strip() + "+00:00"
+            break
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            "send_at must be now or a UTC date/time such as 2026-05-18 14:00:00 UTC", field="send_at"
+        ) from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _schedule(body: dict[str, Any], now: datetime) -> datetime:
+    delay, send_at = body.get("send_in_seconds"), body.get("send_at")
+    if delay not in (None, "") and send_at not in (None, ""):
+        raise InvalidInput("use only one timing field per request: send_in_seconds or send_at")
+    seconds = _integer(body, "send_in_seconds", 0, int(MAX_DELAY.total_seconds()))
+    if seconds is not None:
+        return now + timedelta(seconds=seconds)
+    if send_at in (None, ""):
+        return now
+    if not isinstance(send_at, str):
+        raise InvalidInput("send_at must be a string: now or a UTC date/time", field="send_at")
+    if send_at.strip().lower() == "now":
+        return now
+    moment = parse_time(send_at)
+    if moment > now + MAX_DELAY:
+        raise InvalidInput("send_at is more than 365 days ahead", field="send_at")
+    return moment
+
+
+def parse_request(body: dict[str, Any], limits: Limits, now: datetime) -> TriggerRequest:
+    """Validate a trigger call's fields; InvalidInput says which one is wrong and how."""
+    return TriggerRequest(
+        recipients=_recipients(body, limits.max_recipients),
+        metadata=_metadata(body),
+        subject=_text(body, "subject", MAX_SUBJECT_LENGTH),
+        message=_text(body, "message", MAX_MESSAGE_LENGTH),
+        reminder_days=_integer(body, "reminder_days", 0, MAX_REMINDER_DAYS),
+        scheduled_at=_schedule(body, now),
+    )
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def _retry_after(moment: datetime, now: datetime) -> int:
+    return max(1, math.ceil((moment - now).total_seconds()))
+
+
+def _claim_cooldown(session: Session, token: TriggerToken, now: datetime) -> None:
+    """Stamp the token's use, or refuse while its cooldown runs.
+
+    One conditional UPDATE: on PostgreSQL the row lock makes concurrent calls on any number of instances wait
+    for each other and re-check the condition, so exactly one wins per cooldown; SQLite has a single writer.
+    The stamp is taken even without a cooldown: the row lock also serialises the flood counts below.
+    """
+    cooldown = timedelta(seconds=token.cooldown_seconds)
+    result = session.execute(
+        update(TriggerToken)
+        .where(
+            TriggerToken.id == token.id,
+            or_(TriggerToken.last_used_at.is_(None), TriggerToken.last_used_at <= now - cooldown),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not cast("CursorResult[Any]", result).rowcount:
+        last = session.scalar(select(TriggerToken.last_used_at).where(TriggerToken.id == token.id)) or now
+        raise RateLimited(
+            f"trigger token cooldown: one call per {token.cooldown_seconds} s",
+            retry_after=_retry_after(last + cooldown, now),
+        )
+
+
+def _check_flood(session: Session, token_id: int, recipients: int, limits: Limits, now: datetime) -> None:
+    """Refuse a call that would exceed the token's batches per minute or recipients per hour."""
+    minute_ago, hour_ago = now - timedelta(minutes=1), now - timedelta(hours=1)
+    batches, oldest = session.execute(
+        select(func.count(), func.min(Mailing.created_at)).where(
+            Mailing.trigger_token_id == token_id, Mailing.created_at > minute_ago
+        )
+    ).one()
+    if batches >= limits.batches_per_minute:
+        raise RateLimited(
+            f"flood protection: at most {limits.batches_per_minute} batches per minute per trigger token",
+            retry_after=_retry_after(oldest + timedelta(minutes=1), now),
+        )
+    sent, oldest = session.execute(
+        select(func.count(Delivery.id), func.min(Mailing.created_at))
+        .join(Delivery, Delivery.mailing_id == Mailing.id)
+        .where(Mailing.trigger_token_id == token_id, Mailing.created_at > hour_ago, Delivery.sequence == 0)
+    ).one()
+    if sent + recipients > limits.recipients_per_hour:
+        raise RateLimited(
+            f"flood protection: at most {limits.recipients_per_hour} recipients per hour per trigger token",
+            retry_after=_retry_after((oldest or now) + timedelta(hours=1), now),
+        )
+
+
+_CONTACT_COLUMNS = ("survey_id", "email", "mobile", "uid", "subgroup", "anonymous", "name", "serial", "created_at")
+
+
+def _contact_ids(conn: Connection, survey_id: int, recipients: list[Recipient], now: datetime) -> dict[str, int]:
+    """The survey's contact id for every address, creating the missing contacts (insert-or-fetch)."""
+    c = Contact.__table__.c
+    addresses = [r.email for r in recipients]
+
+    def lookup() -> dict[str, tuple[int, str]]:
+        found: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(addresses), CHUNK):
+            rows = conn.execute(
+                select(c.id, c.email, c.name).where(
+                    c.survey_id == survey_id, c.email.in_(addresses[start : start + CHUNK])
+                )
+            )
+            found.update({row.email: (row.id, row.name) for row in rows})
+        return found
+
+    found = lookup()
+    missing = [r for r in recipients if r.email not in found]
+    if missing:
+        # Concurrent calls may create the same contact: ON CONFLICT DO NOTHING, then read the winners.
+        conn.execute(
+            insert_ignore_many(Contact.__table__, _CONTACT_COLUMNS),
+            [
+                {
+                    "survey_id": survey_id,
+                    "email": r.email,
+                    "mobile": None,
+                    "uid": None,
+                    "subgroup": "",
+                    "anonymous": False,
+                    "name": r.name,
+                    "serial": new_serial(),
+                    "created_at": now,
+                }
+                for r in missing
+            ],
+        )
+        found = lookup()
+    renamed = [
+        {"contact_id": found[r.email][0], "new_name": r.name}
+        for r in recipients
+        if r.name and found[r.email][1] != r.name
+    ]
+    if renamed:
+        # The latest name a trigger gives is the one the invitation greets.
+        conn.execute(
+            update(Contact).where(c.id == bindparam("contact_id")).values(name=bindparam("new_name")),
+            renamed,
+        )
+    return {email: ident for email, (ident, _name) in found.items()}
+
+
+def _tokens(conn: Connection, survey_id: int, mailing_id: int, contact_ids: list[int], now: datetime) -> dict[int, int]:
+    """A new personal token per contact for this batch; returns contact id -> token id."""
+    conn.execute(
+        insert(Token),
+        [
+            {
+                "code": random_code(TOKEN_LENGTH),
+                "survey_id": survey_id,
+                "contact_id": contact_id,
+                "kind": "personal",
+                "mailing_id": mailing_id,
+                "notice": "",
+                "created_at": now,
+            }
+            for contact_id in contact_ids
+        ],
+    )
+    t = Token.__table__.c
+    return {
+        row.contact_id: row.id for row in conn.execute(select(t.id, t.contact_id).where(t.mailing_id == mailing_id))
+    }
+
+
+def queue_batch(session: Session, caller: Caller, request: TriggerRequest, limits: Limits, now: datetime) -> Mailing:
+    """Queue one batch: the trigger mailing, and per recipient a contact, a personal token and a delivery."""
+    if caller.workspace.status != "active":
+        raise InvalidInput("the workspace is disabled; invitations cannot be queued")
+    if caller.survey.status == "closed":
+        raise InvalidInput("the survey is closed; reopen it to queue invitations")
+    token = caller.token
+    _claim_cooldown(session, token, now)
+    _check_flood(session, token.id, len(request.recipients), limits, now)
+    mailing = Mailing(
+        survey_id=caller.survey.id,
+        kind="trigger",
+        channel="email",
+        name=f"Trigger batch ({token.name})"[:200],
+        subject=request.subject if request.subject is not None else token.default_subject,
+        body=request.message if request.message is not None else token.default_message,
+        reminder_days=request.reminder_days if request.reminder_days is not None else token.default_reminder_days,
+        uuid=str(uuid.uuid4()),
+        trigger_token_id=token.id,
+        meta=request.metadata,
+        scheduled_at=request.scheduled_at,
+        created_at=now,
+    )
+    session.add(mailing)
+    session.flush()
+    conn = session.connection()
+    contacts = _contact_ids(conn, caller.survey.id, request.recipients, now)
+    tokens = _tokens(conn, caller.survey.id, mailing.id, list(contacts.values()), now)
+    conn.execute(
+        insert(Delivery),
+        [
+            {
+                "mailing_id": mailing.id,
+                "contact_id": contact_id,
+                "token_id": tokens[contact_id],
+                "channel": "email",
+                "sequence": 0,
+                "status": "queued",
+                "transport_status": "queued",
+                "due_at": request.scheduled_at,
+                "attempts": 0,
+                "created_at": now,
+            }
+            for contact_id in contacts.values()
+        ],
+    )
+    return mailing
+
+
+def batch_summary(mailing: Mailing) -> dict[str, Any]:
+    """The seed's success body."""
+    assert mailing.scheduled_at is not None
+    return {
+        "ok": True,
+        "message": "Invitation queued.",
+        "batch": {"uuid": mailing.uuid, "scheduled_at": format_time(mailing.scheduled_at), "status": "queued"},
+    }
