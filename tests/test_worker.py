@@ -9,11 +9,11 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from invitelink.config import Settings
 from invitelink.db import Database, transaction
-from invitelink.models import Contact, Delivery, Mailing, Suppression, Survey, utcnow
+from invitelink.models import Contact, Delivery, Mailing, Participation, Suppression, Survey, utcnow
 from invitelink.services import accounts, contacts, surveys
 from invitelink.services.deliveries import enqueue
 from invitelink.services.links import issue_token
@@ -226,3 +226,38 @@ def test_release_gives_unsent_jobs_back_without_costing_an_attempt(
     with database.read_sessions() as session:
         rows = session.scalars(select(Delivery)).all()
         assert {(d.status, d.attempts, d.locked_until) for d in rows} == {("queued", 0, None)}
+
+
+def test_reminders_go_to_those_who_have_not_completed(
+    arun: Any, settings: Settings, database: Database, sink: SmtpSink
+) -> None:
+    seed(database, ["done@example.org", "pending@example.org"])
+    with transaction(database.sessions) as session:
+        session.execute(update(Mailing).values(reminder_days=3))
+    worker = Worker(smtp_settings(settings, sink), database)
+    assert arun(worker.run_once()) == 2
+    with database.read_sessions() as session:
+        reminders = session.execute(
+            select(Contact.email, Delivery.due_at, Delivery.token_id).join(Contact).where(Delivery.sequence == 1)
+        ).all()
+    assert sorted(r.email for r in reminders) == ["done@example.org", "pending@example.org"]
+    for reminder in reminders:
+        assert timedelta(days=3) - timedelta(minutes=1) < reminder.due_at - utcnow() <= timedelta(days=3)
+    assert arun(worker.run_once()) == 0  # not due yet
+    done_token = next(r.token_id for r in reminders if r.email == "done@example.org")
+    with transaction(database.sessions) as session:
+        survey_id = session.scalar(select(Mailing.survey_id))
+        session.add(Participation(survey_id=survey_id, token_id=done_token, status="completed"))
+        session.execute(update(Delivery).where(Delivery.sequence == 1).values(due_at=utcnow()))
+    assert arun(worker.run_once()) == 1  # the completed participant's reminder is skipped at claim
+    arun(worker.close())
+    reminder_mail = sink.messages[-1]
+    assert reminder_mail["To"] == "P1 <pending@example.org>"
+    assert reminder_mail["Subject"] == "Reminder: Invitation to Sleep study"
+    with database.read_sessions() as session:
+        rows = dict(
+            session.execute(select(Contact.email, Delivery.status).join(Contact).where(Delivery.sequence == 1)).all()
+        )
+        assert rows == {"done@example.org": "skipped", "pending@example.org": "sent"}
+        # A reminder does not schedule another one.
+        assert session.scalar(select(func.count()).select_from(Delivery).where(Delivery.sequence > 1)) == 0

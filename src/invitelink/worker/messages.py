@@ -30,6 +30,8 @@ def texts(job: Job, public_url: str) -> tuple[str, str, str]:
         "survey_link": link,
     }
     subject = render(job.subject or DEFAULT_SUBJECT, values).replace("\n", " ").strip()
+    if job.sequence > 0:
+        subject = f"Reminder: {subject}"
     template = job.body or DEFAULT_BODY
     body = render(template, values)
     if "survey_link" not in template:

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from invitelink.models import Contact, Delivery, Mailing, Suppression, Survey, Token, Workspace, utcnow
+from invitelink.models import (
+    Contact,
+    Delivery,
+    Mailing,
+    Participation,
+    Suppression,
+    Survey,
+    Token,
+    Workspace,
+    utcnow,
+)
+from invitelink.models.base import UtcDateTime
+from invitelink.services.participation import TERMINAL
 
 MAX_ATTEMPTS = 8
 BASE_BACKOFF = timedelta(seconds=30)
@@ -32,6 +45,8 @@ class Job:
     project: str
     survey_title: str
     workspace_name: str
+    # Days after the invitation is sent at which a reminder falls due (0: none).
+    reminder_days: int = 0
 
 
 def backoff(attempts: int) -> timedelta:
@@ -70,22 +85,30 @@ def claim(session: Session, worker_id: str, batch: int, lease: timedelta) -> lis
         .values(status="sending", locked_until=now + lease, locked_by=worker_id, attempts=Delivery.attempts + 1)
     )
     rows = session.execute(
-        select(Delivery, Contact, Mailing, Survey, Workspace, Token)
+        select(Delivery, Contact, Mailing, Survey, Workspace, Token, Participation.status)
         .join(Contact, Contact.id == Delivery.contact_id)
         .join(Mailing, Mailing.id == Delivery.mailing_id)
         .join(Survey, Survey.id == Mailing.survey_id)
         .join(Workspace, Workspace.id == Survey.workspace_id)
         .join(Token, Token.id == Delivery.token_id)
+        .outerjoin(Participation, Participation.token_id == Token.id)
         .where(Delivery.id.in_(ids))
         .order_by(Delivery.due_at, Delivery.id)
     ).all()
-    suppressed = _suppressed(session, [(w.id, c.email) for _d, c, _m, _s, w, _t in rows if c.email])
+    suppressed = _suppressed(session, [(w.id, c.email) for _d, c, _m, _s, w, _t, _p in rows if c.email])
     jobs = []
-    for delivery, contact, mailing, survey, workspace, token in rows:
+    for delivery, contact, mailing, survey, workspace, token, participation_status in rows:
         to = contact.email if delivery.channel == "email" else contact.mobile
-        if not to or (delivery.channel == "email" and (workspace.id, to) in suppressed):
+        skip = None
+        if not to:
+            skip = "no address for this channel"
+        elif delivery.channel == "email" and (workspace.id, to) in suppressed:
+            skip = "address suppressed"
+        elif delivery.sequence > 0 and participation_status in TERMINAL:
+            skip = f"no reminder: participation already {participation_status}"
+        if skip is not None:
             delivery.status, delivery.transport_status, delivery.locked_until = "skipped", "none", None
-            delivery.last_error = "address suppressed" if to else "no address for this channel"
+            delivery.last_error = skip
             continue
         jobs.append(
             Job(
@@ -102,6 +125,7 @@ def claim(session: Session, worker_id: str, batch: int, lease: timedelta) -> lis
                 project=survey.project,
                 survey_title=survey.title,
                 workspace_name=workspace.name,
+                reminder_days=mailing.reminder_days if delivery.sequence == 0 else 0,
             )
         )
     return jobs
@@ -125,19 +149,39 @@ def _mine(delivery_id: int, worker_id: str) -> tuple[ColumnElement[bool], ...]:
     return (Delivery.id == delivery_id, Delivery.locked_by == worker_id, Delivery.status == "sending")
 
 
-def mark_sent(session: Session, delivery_id: int, worker_id: str, message_id: str) -> None:
-    session.execute(
+def mark_sent(session: Session, job: Job, worker_id: str, message_id: str) -> None:
+    """Record the send; an invitation of a mailing with reminders queues its reminder (sequence 1) here, due
+    ``reminder_days`` after this send. Whether it still goes out is decided when it falls due (claim skips it for
+    a participant who has ended)."""
+    now = utcnow()
+    result = session.execute(
         update(Delivery)
-        .where(*_mine(delivery_id, worker_id))
+        .where(*_mine(job.delivery_id, worker_id))
         .values(
             status="sent",
             transport_status="delivered",
             message_id=message_id,
-            sent_at=utcnow(),
+            sent_at=now,
             locked_until=None,
             last_error=None,
         )
     )
+    if job.reminder_days > 0 and cast("CursorResult[Any]", result).rowcount == 1:
+        d = Delivery.__table__.c
+        source = select(
+            d.mailing_id,
+            d.contact_id,
+            d.token_id,
+            d.channel,
+            literal(1),
+            literal("queued"),
+            literal("queued"),
+            literal(now + timedelta(days=job.reminder_days), UtcDateTime()),
+            literal(0),
+            literal(now, UtcDateTime()),
+        ).where(d.id == job.delivery_id)
+        columns = ["mailing_id", "contact_id", "token_id", "channel", "sequence", "status", "transport_status"]
+        session.execute(insert(Delivery).from_select([*columns, "due_at", "attempts", "created_at"], source))
 
 
 def mark_failed(session: Session, delivery_id: int, worker_id: str, error: str) -> None:

@@ -52,7 +52,7 @@ class Worker:
     def _record(self, job: queue.Job, outcome: str, detail: str) -> None:
         with transaction(self.database.sessions) as session:
             if outcome == "sent":
-                queue.mark_sent(session, job.delivery_id, self.worker_id, detail)
+                queue.mark_sent(session, job, self.worker_id, detail)
             elif outcome == "failed":
                 queue.mark_failed(session, job.delivery_id, self.worker_id, detail)
             else:
