@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from invitelink import __version__
-from invitelink.api import participant, project, trigger
+from invitelink.api import participant, project, supply, trigger
 from invitelink.api.admin import router as admin_router
 from invitelink.config import Settings
 from invitelink.db import Database
@@ -45,6 +45,9 @@ TAGS = [
     {"name": "results", "description": "Participations, responses and invitation metadata."},
     {"name": "sosci mailing API", "description": "PUBLIC_URL/{project}/: the mailing API and participant links."},
     {"name": "trigger API", "description": "POST /api/invitation-trigger: queue an invitation batch."},
+    {"name": "supplier API (sandbox)", "description": "R4I-style supply API on test keys (R4I_TEST_…)."},
+    {"name": "supplier API (production)", "description": "R4I-style supply API on live keys (R4I_LIVE_…)."},
+    {"name": "suppliers", "description": "Panel suppliers, their API keys, allocations and redirects."},
     {"name": "participation", "description": "Questionnaire callback and end redirect."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
@@ -104,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(participant.router)
     app.include_router(trigger.router)
+    app.include_router(supply.router)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     trigger_max_recipients: int = 1000
     trigger_flood_batches_per_minute: int = 60
     trigger_flood_recipients_per_hour: int = 20_000
+    # Supplier API: calls per key and minute, per app instance.
+    supplier_requests_per_minute: int = 600
 
     @field_validator("public_url")
     @classmethod

@@ -14,12 +14,14 @@ from sqlalchemy.orm import Session
 
 from invitelink.api.deps import get_db
 from invitelink.api.errors import family_route
-from invitelink.services import participation
+from invitelink.services import participation, supply_links
 from invitelink.services.errors import DomainError, InvalidInput, NotFound, Unauthorized
 from invitelink.services.links import questionnaire_redirect
 
 CLOSED_STATUSES = ("draft", "closed")
 MAX_RESPONSE_BYTES = 256 * 1024
+# Links are credentials: keep them out of referrers and shared caches.
+NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 def page(status: int, title: str, text: str) -> HTMLResponse:
@@ -31,9 +33,7 @@ def page(status: int, title: str, text: str) -> HTMLResponse:
         "</style></head>"
         f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
     )
-    # Links are credentials: keep them out of referrers and shared caches.
-    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-    return HTMLResponse(body, status_code=status, headers=headers)
+    return HTMLResponse(body, status_code=status, headers=NO_STORE)
 
 
 NOT_FOUND_PAGE = ("Link not found", "This survey link is not valid. Please check that you copied it completely.")
@@ -61,9 +61,7 @@ async def open_link(request: Request, project: str, code: str, kind: str) -> Res
     if outcome == "closed":
         return page(410, *CLOSED_PAGE)
     assert target is not None
-    return RedirectResponse(
-        target, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-    )
+    return RedirectResponse(target, status_code=302, headers=NO_STORE)
 
 
 # Questionnaire callback and end redirect -------------------------------------------------------------------
@@ -107,7 +105,7 @@ def participation_event(
     survey = participation.callback_survey(db, credentials.credentials)
     if body.response is not None and len(str(body.response)) > MAX_RESPONSE_BYTES:
         raise InvalidInput(f"response is larger than {MAX_RESPONSE_BYTES} bytes")
-    return EventOut(status=participation.record_event(db, survey, body.token, body.event, body.response))
+    return EventOut(status=participation.record_event(db, survey, body.token, body.event, body.response, verified=True))
 
 
 END_STATUSES = Literal["complete", "terminate", "quotafull", "security"]
@@ -126,12 +124,18 @@ END_PAGES = {
     response_class=HTMLResponse,
 )
 def survey_end(
+    request: Request,
     token: Annotated[str, Query(min_length=1, max_length=64)],
     status: Annotated[END_STATUSES, Query()],
     db: Annotated[Any, Depends(get_db)],
 ) -> Response:
+    code = token.strip().upper()
     try:
-        now = participation.record_end(db, token.strip().upper(), status)
+        now = participation.record_end(db, code, status)
     except NotFound:
         return page(404, *NOT_FOUND_PAGE)
+    # Supplier traffic goes back to the supplier, with the outcome's signed redirect.
+    target = supply_links.end_redirect(db, request.app.state.settings.server_secret, code)
+    if target is not None:
+        return RedirectResponse(target, status_code=302, headers=NO_STORE)
     return page(200, *END_PAGES.get(now, END_PAGES["security"]))

@@ -44,6 +44,9 @@ class Participation(Base):
     click_count: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    # Set when the questionnaire confirmed the completion server to server (callback with the survey's secret),
+    # as opposed to a browser reaching the end redirect: R4I's "verified".
+    verified_at: Mapped[datetime | None]
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(500))
     response: Mapped[dict[str, Any] | None] = mapped_column(JsonType)

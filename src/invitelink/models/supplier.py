@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from invitelink.models.base import Base, utcnow
@@ -51,6 +51,8 @@ class Allocation(Base):
     __table_args__ = (
         UniqueConstraint("supplier_id", "survey_id"),
         CheckConstraint("status IN ('active', 'paused', 'closed')", name="status"),
+        # allocated_survey pages through a supplier's active allocations in id order.
+        Index(None, "supplier_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -9,8 +9,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from invitelink.config import Settings
-from invitelink.models import Industry
-from invitelink.services import accounts, api_accesses, industries, mailings, serials, surveys, trigger_tokens
+from invitelink.models import Industry, Question, QuestionOption, Survey
+from invitelink.services import (
+    accounts,
+    api_accesses,
+    industries,
+    mailings,
+    serials,
+    suppliers,
+    surveys,
+    trigger_tokens,
+)
 
 DEMO_SERIAL_CODES = 5
 
@@ -67,6 +76,7 @@ def seed_demo(session: Session, settings: Settings) -> dict[str, Any]:
         default_message="Hello {{recipient_name}},\n\nhow did your order go? Tell us:\n{{survey_link}}\n",
         default_reminder_days=3,
     )
+    supplier_info = _demo_supplier(session, settings, workspace.id, survey)
     return {
         "workspace": {"id": workspace.id, "name": workspace.name},
         "admin": {"email": user.email, "password": password, "token": token},
@@ -81,6 +91,64 @@ def seed_demo(session: Session, settings: Settings) -> dict[str, Any]:
         "sosci": sosci,
         "serial_codes": [t.code for t in codes],
         "trigger": {"url": trigger_tokens.trigger_url(settings.public_url), "secret": trigger_secret},
+        "supplier": supplier_info,
         "admin_api": f"{settings.public_url}/admin/v1/",
         "docs": f"{settings.public_url}/docs",
+    }
+
+
+DEMO_QUESTIONS = (
+    ("AGE_RANGE", "What is your age range?", "Numeric Range", "Demographic", ("18 - 24", "25 - 34", "35 - 54")),
+    (
+        "DEVICE_TYPE",
+        "Which device(s) do you use most frequently?",
+        "Multiple Choice",
+        "Technology",
+        ("Mobile", "Desktop", "Tablet"),
+    ),
+    ("GENDER", "What is your gender?", "Single Choice", "Demographic", ("Male", "Female", "Other")),
+)
+
+
+def _demo_supplier(session: Session, settings: Settings, workspace_id: int, survey: Survey) -> dict[str, Any]:
+    """A supplier with keys for both environments, the demo survey allocated with country limits, targeting
+    questions, and redirects to an example panel."""
+    for position, (key, text, kind, category, options) in enumerate(DEMO_QUESTIONS):
+        survey.questions.append(
+            Question(
+                position=position,
+                key=key,
+                text=text,
+                type=kind,
+                category=category,
+                options=[QuestionOption(position=i, text=o) for i, o in enumerate(options)],
+            )
+        )
+    panel = "https://panel.example.org/return"
+    supplier = suppliers.create_supplier(
+        session,
+        workspace_id,
+        {
+            "name": "Demo panel",
+            "email": "supply@panel.example.org",
+            "redirect_success": f"{panel}?status=C&uid={{uid}}&hmac={{hmac}}",
+            "redirect_terminate": f"{panel}?status=T&uid={{uid}}&hmac={{hmac}}",
+            "redirect_quotafull": f"{panel}?status=Q&uid={{uid}}&hmac={{hmac}}",
+            "redirect_security": f"{panel}?status=S&uid={{uid}}&hmac={{hmac}}",
+        },
+    )
+    _sandbox, sandbox_key = suppliers.create_key(session, supplier, "sandbox")
+    _production, production_key = suppliers.create_key(session, supplier, "production")
+    suppliers.create_allocation(
+        session, supplier, survey.public_id, None, "active", {"USA": 100, "UK": 50, "Germany": 25}
+    )
+    return {
+        "supplier_id": supplier.public_id,
+        "email": supplier.email,
+        "sandbox_key": sandbox_key,
+        "production_key": production_key,
+        "sandbox_base": f"{settings.public_url}/sandbox/v1/",
+        "production_base": f"{settings.public_url}/production/v1/",
+        "survey_id": survey.public_id,
+        "hmac_secret": suppliers.hmac_secret(settings.server_secret, supplier),
     }

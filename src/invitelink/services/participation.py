@@ -87,9 +87,18 @@ def callback_survey(session: Session, secret: str) -> Survey:
 
 
 def record_event(
-    session: Session, survey: Survey, code: str, event: str, response: dict[str, Any] | None = None
+    session: Session,
+    survey: Survey,
+    code: str,
+    event: str,
+    response: dict[str, Any] | None = None,
+    *,
+    verified: bool = False,
 ) -> str:
-    """Apply a questionnaire event; repeats and backward moves change nothing. Returns the status now."""
+    """Apply a questionnaire event; repeats and backward moves change nothing. Returns the status now.
+
+    ``verified``: the event came server to server with the survey's secret, so a completion is confirmed (even
+    when the participant's browser reported it first)."""
     status = EVENTS.get(event)
     if status is None:
         raise InvalidInput("event must be one of started, completed, terminated, quotafull, security", field="event")
@@ -117,6 +126,16 @@ def record_event(
             update(Participation)
             .where(Participation.id == participation.id, Participation.started_at.is_(None))
             .values(started_at=now)
+        )
+    if verified and status == "completed":
+        session.execute(
+            update(Participation)
+            .where(
+                Participation.id == participation.id,
+                Participation.status == "completed",
+                Participation.verified_at.is_(None),
+            )
+            .values(verified_at=now)
         )
     session.expire(participation)
     return session.scalar(select(Participation.status).where(Participation.id == participation.id)) or status

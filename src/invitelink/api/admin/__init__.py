@@ -10,6 +10,7 @@ from invitelink.api.admin import (
     mailings,
     results,
     serials,
+    suppliers,
     surveys,
     trigger_tokens,
     workspaces,
@@ -26,8 +27,10 @@ for module in (
     serials,
     api_accesses,
     trigger_tokens,
+    suppliers,
     results,
 ):
     router.include_router(module.router)
+router.include_router(suppliers.questions_router)
 
 __all__ = ["router"]

@@ -1,0 +1,239 @@
+"""Supplier traffic: signed survey links (``sid`` + ``security_code``), admission with per-country limits, and the
+HMAC-signed redirects back to the supplier."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+from dataclasses import dataclass
+from hashlib import sha256
+from urllib.parse import quote, urlencode
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from invitelink.models import Allocation, Panelist, Participation, Quota, Supplier, Survey, Token, utcnow
+from invitelink.security import constant_time_equal, derive_key, random_code
+from invitelink.services.links import TOKEN_LENGTH, questionnaire_redirect
+from invitelink.services.suppliers import REDIRECT_COLUMNS, hmac_secret
+
+SECURITY_CODE_LENGTH = 16
+PID_PLACEHOLDER = "[%%pid%%]"
+MAX_PID_LENGTH = 128
+# Participations that hold a place under a country limit: in progress or completed.
+COUNTED = ("clicked", "started", "completed")
+OUTCOME_REDIRECT = {
+    "completed": "success",
+    "terminated": "terminate",
+    "quotafull": "quotafull",
+    "security": "security_check",
+}
+_PID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+def sid_for(survey_public_id: str, supplier_public_id: str, environment: str) -> str:
+    return base64.b64encode(f"{survey_public_id}|{supplier_public_id}|{environment}".encode()).decode()
+
+
+def security_code(server_secret: bytes, sid: str) -> str:
+    mac = hmac.new(derive_key(server_secret, "supply-link"), sid.encode(), sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode()[:SECURITY_CODE_LENGTH]
+
+
+def survey_link(public_url: str, server_secret: bytes, survey: Survey, supplier: Supplier, environment: str) -> str:
+    sid = sid_for(survey.public_id, supplier.public_id, environment)
+    query = urlencode({"sid": sid, "security_code": security_code(server_secret, sid)})
+    return f"{public_url}/survey/letdosurvey?{query}&PID={PID_PLACEHOLDER}"
+
+
+def sign_redirect(template: str, pid: str, secret: str) -> str:
+    """``{uid}`` = the PID; ``{hmac}`` = hex HMAC-SHA256 (key: the supplier's secret) of the URL with ``{uid}``
+    filled and ``{hmac}`` left empty."""
+    unsigned = template.replace("{uid}", quote(pid, safe=""))
+    signature = hmac.new(secret.encode(), unsigned.replace("{hmac}", "").encode(), sha256).hexdigest()
+    return unsigned.replace("{hmac}", signature)
+
+
+def verify_redirect(url: str, secret: str) -> bool:
+    """What a supplier does on receipt: recompute the signature over the URL with ``hmac=`` emptied."""
+    match = re.search(r"([?&]hmac=)([0-9a-f]{64})", url)
+    if match is None:
+        return False
+    unsigned = url[: match.start(2)] + url[match.end(2) :]
+    expected = hmac.new(secret.encode(), unsigned.encode(), sha256).hexdigest()
+    return constant_time_equal(expected, match.group(2))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where the entrant goes: the questionnaire, a supplier redirect, or an error page (``page`` set)."""
+
+    url: str | None = None
+    page: str | None = None  # "missing" (404) | "bad_pid" (400)
+
+
+def _supplier_redirect(server_secret: bytes, supplier: Supplier, outcome: str, pid: str) -> Outcome:
+    template = getattr(supplier, REDIRECT_COLUMNS[outcome])
+    if not template:
+        return Outcome(page=outcome)
+    return Outcome(url=sign_redirect(template, pid, hmac_secret(server_secret, supplier)))
+
+
+def decode_sid(sid: str) -> tuple[str, str, str] | None:
+    try:
+        parts = base64.b64decode(sid.encode(), validate=True).decode().split("|")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    if len(parts) != 3 or parts[2] not in ("sandbox", "production"):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def _participation_for(
+    session: Session, survey_id: int, supplier_id: int, environment: str, pid: str
+) -> Participation | None:
+    return session.scalar(
+        select(Participation).where(
+            Participation.survey_id == survey_id,
+            Participation.supplier_id == supplier_id,
+            Participation.environment == environment,
+            Participation.pid == pid,
+        )
+    )
+
+
+def _lock_quota(session: Session, allocation_id: int, country: str) -> Quota | None:
+    """The country's limit row, locked on PostgreSQL so concurrent entrants of that country are admitted one at
+    a time (SQLite has a single writer already)."""
+    stmt = select(Quota).where(Quota.allocation_id == allocation_id, func.lower(Quota.country) == country.lower())
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.scalar(stmt)
+
+
+def _admitted(session: Session, survey_id: int, supplier_id: int, environment: str, country: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Participation.survey_id == survey_id,
+                Participation.supplier_id == supplier_id,
+                Participation.environment == environment,
+                func.lower(Participation.country) == country.lower(),
+                Participation.status.in_(COUNTED),
+            )
+        )
+        or 0
+    )
+
+
+def _record(
+    session: Session,
+    survey: Survey,
+    supplier: Supplier,
+    environment: str,
+    pid: str,
+    country: str | None,
+    status: str,
+    ip: str | None,
+    user_agent: str | None,
+) -> Participation:
+    """A new participation with its supplier token; a concurrent twin (same PID) wins and is returned."""
+    now = utcnow()
+    token = Token(code=random_code(TOKEN_LENGTH), survey_id=survey.id, kind="supplier")
+    participation = Participation(
+        survey_id=survey.id,
+        supplier_id=supplier.id,
+        environment=environment,
+        pid=pid,
+        country=country,
+        status=status,
+        first_click_at=now,
+        click_count=1,
+        ip=(ip or "")[:45] or None,
+        user_agent=(user_agent or "")[:500] or None,
+    )
+    try:
+        with session.begin_nested():
+            session.add(token)
+            session.flush()
+            participation.token_id = token.id
+            session.add(participation)
+            session.flush()
+    except IntegrityError:
+        winner = _participation_for(session, survey.id, supplier.id, environment, pid)
+        assert winner is not None
+        return winner
+    return participation
+
+
+def enter(
+    session: Session,
+    server_secret: bytes,
+    sid: str,
+    code: str,
+    pid: str | None,
+    ip: str | None,
+    user_agent: str | None,
+) -> Outcome:
+    """Open a supplier's survey link for one PID: check the signature, the allocation and the country limit."""
+    decoded = decode_sid(sid)
+    if decoded is None:
+        return Outcome(page="missing")
+    survey_public_id, supplier_public_id, environment = decoded
+    row = session.execute(
+        select(Survey, Supplier, Allocation)
+        .join(Supplier, Supplier.workspace_id == Survey.workspace_id)
+        .outerjoin(Allocation, (Allocation.survey_id == Survey.id) & (Allocation.supplier_id == Supplier.id))
+        .where(Survey.public_id == survey_public_id, Supplier.public_id == supplier_public_id)
+    ).first()
+    if row is None:
+        return Outcome(page="missing")
+    survey, supplier, allocation = row
+    if not pid or pid == PID_PLACEHOLDER or not _PID.fullmatch(pid):
+        return Outcome(page="bad_pid")
+    if not constant_time_equal(security_code(server_secret, sid), code or "") or allocation is None:
+        # A forged or altered link (or one for a survey the supplier no longer has) goes back as a security fail.
+        return _supplier_redirect(server_secret, supplier, "security_check", pid)
+    existing = _participation_for(session, survey.id, supplier.id, environment, pid)
+    if existing is not None:
+        if existing.status in OUTCOME_REDIRECT:
+            return _supplier_redirect(server_secret, supplier, OUTCOME_REDIRECT[existing.status], pid)
+        existing.click_count += 1
+        token_code = session.scalar(select(Token.code).where(Token.id == existing.token_id))
+        return Outcome(url=questionnaire_redirect(survey.questionnaire_url, token_code or ""))
+    if survey.status != "active" or allocation.status != "active":
+        return _supplier_redirect(server_secret, supplier, "quotafull", pid)
+    country = session.scalar(
+        select(Panelist.country).where(
+            Panelist.supplier_id == supplier.id, Panelist.environment == environment, Panelist.pid == pid
+        )
+    )
+    country = country or None
+    if country:
+        quota = _lock_quota(session, allocation.id, country)
+        if quota is not None and _admitted(session, survey.id, supplier.id, environment, country) >= quota.limit:
+            _record(session, survey, supplier, environment, pid, country, "quotafull", ip, user_agent)
+            return _supplier_redirect(server_secret, supplier, "quotafull", pid)
+    participation = _record(session, survey, supplier, environment, pid, country, "clicked", ip, user_agent)
+    token_code = session.scalar(select(Token.code).where(Token.id == participation.token_id))
+    return Outcome(url=questionnaire_redirect(survey.questionnaire_url, token_code or ""))
+
+
+def end_redirect(session: Session, server_secret: bytes, token_code: str) -> str | None:
+    """After the end redirect recorded the outcome: the supplier's signed redirect for it, if this is supplier
+    traffic with an outcome and a configured redirect."""
+    row = session.execute(
+        select(Participation, Supplier)
+        .join(Token, Token.id == Participation.token_id)
+        .join(Supplier, Supplier.id == Participation.supplier_id)
+        .where(Token.code == token_code)
+    ).first()
+    if row is None:
+        return None
+    participation, supplier = row
+    if participation.status not in OUTCOME_REDIRECT or not participation.pid:
+        return None
+    return _supplier_redirect(server_secret, supplier, OUTCOME_REDIRECT[participation.status], participation.pid).url
