@@ -23,3 +23,30 @@ def invitation_trigger(body: dict[str, object]) -> dict[str, object]:
         "message": "Invitation queued.",
         "batch": {"uuid": secrets.token_hex(16), "scheduled_at": "2026-05-18 14:00:00", "status": "queued"},
     }
+
+
+@app.post("/sandbox/v1/allocated_survey")
+def allocated_survey(body: dict[str, object]) -> dict[str, object]:
+    """Ten survey items of the seed's shape, built in memory."""
+    items = [
+        {
+            "survey_id": f"PROJ-{n:08X}",
+            "name": f"Study {n}",
+            "industry": "Healthcare",
+            "segment": "B2B",
+            "CPI": {"value": 6, "currency": "USD"},
+            "survey_limit": {"USA": 100, "UK": 50},
+            "IR": 40,
+            "LOI": 20,
+            "PII": "No",
+            "status": "Active",
+            "country": ["USA", "UK"],
+            "description": "A benchmark survey.",
+        }
+        for n in range(10)
+    ]
+    return {
+        "status": "success",
+        "message": "Request processed successfully",
+        "data": {"success": True, "TotalCount": 10000, "data": items},
+    }

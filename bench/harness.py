@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +48,14 @@ class Service:
 
 
 @contextmanager
-def service(database_url: str | None = None, extra_env: dict[str, str] | None = None) -> Iterator[Service]:
-    """A demo workspace and `invitelink serve` on it (SQLite in a temporary folder unless ``database_url``)."""
+def service(
+    database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    before_serve: Callable[[str, dict[str, Any]], None] | None = None,
+) -> Iterator[Service]:
+    """A demo workspace and `invitelink serve` on it (SQLite in a temporary folder unless ``database_url``).
+
+    ``before_serve(database_url, demo)`` may add data before the server starts."""
     work = Path(tempfile.mkdtemp(prefix="invitelink-bench-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVITELINK_")}
@@ -72,6 +78,8 @@ def service(database_url: str | None = None, extra_env: dict[str, str] | None = 
             check=True,
         ).stdout
     )
+    if before_serve is not None:
+        before_serve(env["INVITELINK_DATABASE_URL"], demo)
     process = subprocess.Popen(
         [PYTHON, "-m", "invitelink.cli", "serve", "--port", str(port)],
         env=env,

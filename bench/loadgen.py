@@ -56,8 +56,13 @@ async def run(
     connections: int,
     seconds: float,
     warmup: float = 1.0,
+    body_for: Callable[[int], bytes] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Result:
-    """Each connection sends requests back to back; the first ``warmup`` seconds are not counted."""
+    """Each connection sends requests back to back; the first ``warmup`` seconds are not counted.
+
+    With ``body_for``, requests are POSTs of that JSON body; ``headers`` go on every request."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     result = Result(name)
     counter = iter(range(10**12))
     start = time.perf_counter()
@@ -71,7 +76,15 @@ async def run(
                 now = time.perf_counter()
                 if now >= stop_at:
                     return
-                request = (f"GET {path_for(next(counter))} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n").encode()
+                n = next(counter)
+                if body_for is None:
+                    request = f"GET {path_for(n)} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
+                else:
+                    body = body_for(n)
+                    request = (
+                        f"POST {path_for(n)} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                    ).encode() + body
                 sent = time.perf_counter()
                 writer.write(request)
                 try:

@@ -18,6 +18,7 @@ from invitelink.db import Database, transaction
 from invitelink.models import Contact, Mailing, Survey
 from invitelink.services.deliveries import enqueue
 from invitelink.services.links import issue_token
+from invitelink.services.supply_links import verify_redirect
 from tests.smtp_server import SmtpSink, free_port
 
 
@@ -165,3 +166,50 @@ def test_worker_process_sends_and_stops_on_sigterm(db_url: str, tmp_path: Path, 
         _out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "stopped after 1 messages" in err
+
+
+def test_demo_credentials_drive_the_trigger_and_supplier_apis_on_a_real_server(
+    db_url: str, tmp_path: Path, sink: SmtpSink
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = cli_env(db_url, tmp_path, INVITELINK_PUBLIC_URL=base, **smtp_env(sink))
+    demo = json.loads(run_cli(["demo", "--json"], db_url, tmp_path, INVITELINK_PUBLIC_URL=base).stdout)
+    assert demo["trigger"]["url"] == f"{base}/api/invitation-trigger" and demo["trigger"]["secret"].startswith("sit_")
+    supplier = demo["supplier"]
+    assert supplier["sandbox_key"].startswith("R4I_TEST_") and supplier["production_key"].startswith("R4I_LIVE_")
+    assert supplier["sandbox_base"] == f"{base}/sandbox/v1/" and supplier["survey_id"].startswith("PROJ-")
+    process = start_cli(["serve", "--port", str(port)], env, tmp_path)
+    try:
+        wait_ready(base, process)
+        auth = {"Authorization": f"Bearer {demo['trigger']['secret']}"}
+        body = {"email": "person@example.com", "name": "Pat", "metadata": {"source_id": "evt_12345"}}
+        queued = httpx.post(demo["trigger"]["url"], json=body, headers=auth)
+        assert queued.status_code == 200 and queued.json()["batch"]["status"] == "queued"
+        cooldown = httpx.post(demo["trigger"]["url"], json=body, headers=auth)  # the demo token waits 2 s
+        assert cooldown.status_code == 429 and int(cooldown.headers["retry-after"]) <= 2
+        wait_for_mail(sink)
+        mail = sink.messages[0]
+        assert mail["To"] == "Pat <person@example.com>"
+        assert f"{base}/{demo['survey']['project']}/?d=" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+        key = {"Authorization": f"Bearer {supplier['production_key']}"}
+        ids = {"survey_id": supplier["survey_id"], "supplier_id": supplier["supplier_id"]}
+        link = httpx.post(f"{supplier['production_base']}generate_survey_url", json=ids, headers=key)
+        assert link.status_code == 200, link.text
+        entered = httpx.get(link.json()["data"]["survey_link"].replace("[%%pid%%]", "PANEL-1"))
+        assert entered.status_code == 302
+        token = entered.headers["location"].split("token=")[1]
+        end = httpx.get(f"{base}/survey/end", params={"token": token, "status": "complete"})
+        assert end.status_code == 302 and "status=C&uid=PANEL-1&hmac=" in end.headers["location"]
+        assert verify_redirect(end.headers["location"], supplier["hmac_secret"])
+        stats = httpx.post(
+            f"{supplier['production_base']}survey_stats", json={"supplier_id": supplier["supplier_id"]}, headers=key
+        ).json()["data"]
+        assert (stats["clicks"], stats["completes"], stats["Conversion"]) == (1, 1, 100)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=30)
+    # Neither personal links nor secrets reach the server's output.
+    for secret in ("?d=", demo["trigger"]["secret"], supplier["production_key"], "security_code="):
+        assert secret not in err
