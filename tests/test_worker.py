@@ -9,8 +9,10 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
+from invitelink.app import create_app
 from invitelink.config import Settings
 from invitelink.db import Database, transaction
 from invitelink.models import Contact, Delivery, Mailing, Participation, Suppression, Survey, utcnow
@@ -261,3 +263,40 @@ def test_reminders_go_to_those_who_have_not_completed(
         assert rows == {"done@example.org": "skipped", "pending@example.org": "sent"}
         # A reminder does not schedule another one.
         assert session.scalar(select(func.count()).select_from(Delivery).where(Delivery.sequence > 1)) == 0
+
+
+def test_one_click_unsubscribe_suppresses_the_address(
+    arun: Any, settings: Settings, database: Database, sink: SmtpSink
+) -> None:
+    seed(database, ["leave@example.org"])
+    worker = Worker(smtp_settings(settings, sink), database)
+    arun(worker.run_once())
+    message = sink.messages[0]
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = message["List-Unsubscribe"].strip("<>")
+    assert url.startswith("http://testserver/unsubscribe?u=") and "leave@" not in url
+    assert url in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    path = url.removeprefix("http://testserver")
+    with TestClient(create_app(settings)) as client:
+        form = client.get(path)  # a link scanner's GET changes nothing
+        assert form.status_code == 200 and "<form method=post" in form.text
+        with database.read_sessions() as session:
+            assert session.scalar(select(func.count()).select_from(Suppression)) == 0
+        tampered = path[:-1] + ("0" if path[-1] != "0" else "1")
+        assert client.post(tampered, data={"List-Unsubscribe": "One-Click"}).status_code == 404
+        for _ in range(2):  # idempotent
+            done = client.post(path, data={"List-Unsubscribe": "One-Click"})
+            assert done.status_code == 200 and "Unsubscribed" in done.text
+    with database.read_sessions() as session:
+        assert session.scalars(select(Suppression.address)).all() == ["leave@example.org"]
+    # The next mailing to that address is skipped at claim.
+    with transaction(database.sessions) as session:
+        contact = session.scalar(select(Contact))
+        assert contact is not None
+        mailing = Mailing(survey_id=contact.survey_id, subject="Again")
+        session.add(mailing)
+        session.flush()
+        enqueue(session, mailing, contact, issue_token(session, contact, mailing_id=mailing.id))
+    assert arun(worker.run_once()) == 0
+    arun(worker.close())
+    assert len(sink.messages) == 1

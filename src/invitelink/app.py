@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from invitelink import __version__
-from invitelink.api import participant, project, supply, trigger
+from invitelink.api import participant, project, supply, trigger, unsubscribe
 from invitelink.api.admin import router as admin_router
 from invitelink.config import Settings
 from invitelink.db import Database
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(participant.router)
     app.include_router(trigger.router)
     app.include_router(supply.router)
+    app.include_router(unsubscribe.router)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:

@@ -13,6 +13,7 @@ from invitelink.models import utcnow
 from invitelink.security import derive_key, sign
 from invitelink.services.links import personal_link
 from invitelink.services.templates import render
+from invitelink.services.unsubscribe import unsubscribe_url
 from invitelink.worker.queue import Job
 
 DEFAULT_SUBJECT = "Your invitation: {{survey_title}}"
@@ -56,6 +57,11 @@ def build_email(settings: Settings, job: Job) -> EmailMessage:
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = message_id(settings, job)
     message["Auto-Submitted"] = "auto-generated"
+    # RFC 8058 one-click unsubscribe: mail clients POST "List-Unsubscribe=One-Click" to the URL.
+    unsubscribe = unsubscribe_url(settings.public_url, settings.server_secret, job.delivery_id)
+    message["List-Unsubscribe"] = f"<{unsubscribe}>"
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    body = f"{body.rstrip()}\n\n--\nNo more invitations from {job.workspace_name}: {unsubscribe}\n"
     message.set_content(body)
     linked = _URL.sub(lambda m: f'<a href="{m.group(1)}">{m.group(1)}</a>', html.escape(body, quote=False))
     message.add_alternative(

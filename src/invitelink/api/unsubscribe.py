@@ -1,0 +1,54 @@
+"""PUBLIC_URL/unsubscribe?u=…: GET shows a confirmation button (link scanners must not unsubscribe anyone);
+POST, from that button or a mail client's one-click (RFC 8058), suppresses the address for the workspace."""
+
+from __future__ import annotations
+
+import html
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+
+from invitelink.api.participant import NO_STORE, page
+from invitelink.services import unsubscribe
+
+router = APIRouter(tags=["participation"])
+INVALID = ("Link not valid", "This unsubscribe link is not valid. Please use the link from your e-mail.")
+Token = Annotated[str, Query(alias="u", max_length=64)]
+
+
+@router.get("/unsubscribe", summary="Unsubscribe: confirmation page", response_class=HTMLResponse)
+async def confirm(request: Request, u: Token = "") -> Response:
+    secret = request.app.state.settings.server_secret
+
+    def read() -> bool:
+        with request.app.state.read_sessions() as session:
+            return unsubscribe.resolve(session, secret, u) is not None
+
+    if not await run_in_threadpool(read):
+        return page(404, *INVALID)
+    body = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Unsubscribe</title></head><body "
+        'style="font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem">'
+        "<h1>Unsubscribe</h1><p>Stop receiving survey invitations from this sender?</p>"
+        f'<form method=post action="/unsubscribe?u={html.escape(u)}"><button type=submit>Unsubscribe</button></form>'
+        "</body></html>"
+    )
+    return HTMLResponse(body, headers=NO_STORE)
+
+
+@router.post("/unsubscribe", summary="Unsubscribe (one-click, RFC 8058)", response_class=HTMLResponse)
+async def unsubscribe_now(request: Request, u: Token = "") -> Response:
+    secret = request.app.state.settings.server_secret
+
+    def work(session: Session) -> bool:
+        found = unsubscribe.resolve(session, secret, u)
+        if found is not None:
+            unsubscribe.suppress(session, *found)
+        return found is not None
+
+    if not await request.app.state.database.write(work):
+        return page(404, *INVALID)
+    return page(200, "Unsubscribed", "You will not receive further invitations from this sender.")
