@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,11 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from invitelink.db import Database, transaction
-from invitelink.models import Contact, Mailing, Survey
+from invitelink.models import Contact, Delivery, Mailing, Survey, utcnow
 from invitelink.services.deliveries import enqueue
 from invitelink.services.links import issue_token
+from invitelink.services.mailings import send_to_contacts
 from invitelink.services.supply_links import verify_redirect
 from tests.smtp_server import SmtpSink, free_port
 
@@ -213,3 +216,75 @@ def test_demo_credentials_drive_the_trigger_and_supplier_apis_on_a_real_server(
     # Neither personal links nor secrets reach the server's output.
     for secret in ("?d=", demo["trigger"]["secret"], supplier["production_key"], "security_code="):
         assert secret not in err
+
+
+def queue_many(db_url: str, survey_id: int, count: int) -> None:
+    database = Database(db_url, pool_size=1)
+    try:
+        with transaction(database.sessions) as session:
+            mailing = Mailing(survey_id=survey_id, subject="Wave", body="Take part: {{survey_link}}")
+            session.add(mailing)
+            session.add_all(Contact(survey_id=survey_id, email=f"k{i}@example.org") for i in range(count))
+            session.flush()
+            assert send_to_contacts(session, mailing, None, utcnow()).queued == count
+    finally:
+        database.dispose()
+
+
+def test_sigkilled_workers_lose_nothing_and_duplicate_under_two_percent(
+    db_url: str, tmp_path: Path, sink: SmtpSink
+) -> None:
+    total = 300
+    demo = json.loads(run_cli(["demo", "--json"], db_url, tmp_path).stdout)
+    queue_many(db_url, demo["survey"]["id"], total)
+    env = cli_env(db_url, tmp_path, INVITELINK_WORKER_LEASE_SECONDS="2", INVITELINK_WORKER_BATCH="20", **smtp_env(sink))
+    for kill in range(1, 4):
+        process = start_cli(["worker"], env, tmp_path)
+        deadline = time.monotonic() + 30
+        while len(sink.messages) < kill * 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.kill()  # SIGKILL: no graceful release; its claims come back when the lease runs out
+        process.wait(timeout=10)
+        assert len(sink.messages) < total, "the worker finished before it could be killed"
+    process = start_cli(["worker"], env, tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while len({m["Message-ID"] for m in sink.messages}) < total and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    ids = [m["Message-ID"] for m in sink.messages]
+    duplicates = len(ids) - len(set(ids))
+    print(f"SIGKILL x3: {len(set(ids))} of {total} delivered, {duplicates} duplicates")
+    assert len(set(ids)) == total  # every queued message delivered
+    assert duplicates < total * 0.02, f"{duplicates} duplicates"
+    database = Database(db_url, pool_size=1)
+    try:
+        with database.read_sessions() as session:
+            statuses = session.scalars(select(Delivery.status).where(Delivery.sequence == 0)).all()
+        assert statuses.count("sent") >= total
+    finally:
+        database.dispose()
+
+
+def test_two_live_workers_never_send_a_delivery_twice(db_url: str, tmp_path: Path, sink: SmtpSink) -> None:
+    total = 300
+    demo = json.loads(run_cli(["demo", "--json"], db_url, tmp_path).stdout)
+    queue_many(db_url, demo["survey"]["id"], total)
+    env = cli_env(db_url, tmp_path, INVITELINK_WORKER_BATCH="10", **smtp_env(sink))
+    workers = [start_cli(["worker"], env, tmp_path) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 60
+        while len(sink.messages) < total and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # anything sent twice would arrive now
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        logs = [worker.communicate(timeout=30)[1] for worker in workers]
+    ids = [m["Message-ID"] for m in sink.messages]
+    assert len(ids) == len(set(ids)) == total
+    # Both took part: each logs how many it sent when it stops.
+    sent = [int(re.search(r"stopped after (\d+) messages", log).group(1)) for log in logs]  # type: ignore[union-attr]
+    assert sum(sent) == total and min(sent) > 0, sent

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
 
     sms_webhook_url: str | None = None
     worker: Literal["embedded", "off"] = "embedded"
+    # Deliveries a worker claims at once, and how long its claim holds: a killed worker's unsent claims return to
+    # the queue after the lease.
+    worker_batch: int = 50
+    worker_lease_seconds: int = 300
 
     # Limits, documented in README and OpenAPI.
     max_body_bytes: int = 1_048_576

@@ -19,8 +19,6 @@ from invitelink.worker.transports import PermanentError, TransientError, make_ma
 
 log = logging.getLogger("invitelink.worker")
 
-BATCH = 50
-LEASE = timedelta(minutes=5)
 POLL_SECONDS = 1.0
 
 
@@ -30,16 +28,16 @@ class Worker:
         settings: Settings,
         database: Database | None = None,
         *,
-        batch: int = BATCH,
-        lease: timedelta = LEASE,
+        batch: int | None = None,
+        lease: timedelta | None = None,
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self.settings = settings
         self.database = database or Database(settings.database_url, pool_size=2)
         self._owns_database = database is None
         self.worker_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.batch = batch
-        self.lease = lease
+        self.batch = batch or settings.worker_batch
+        self.lease = lease or timedelta(seconds=settings.worker_lease_seconds)
         self.poll_seconds = poll_seconds
         self.mailer = make_mailer(settings)
         self.sms = make_sms(settings)
