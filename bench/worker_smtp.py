@@ -1,0 +1,139 @@
+"""Benchmark: delivery worker messages per second into a local SMTP sink, next to the sink's own accept rate.
+
+Starts an aiosmtpd sink on loopback. Baseline: one aiosmtplib connection sending the same number of ready-made
+messages of the same size, back to back (what the sink and the client library can do, with no database). Then
+queues --messages deliveries (SQLite in a temporary folder, or --database-url) and runs the real worker
+(`invitelink.worker.runner.Worker`, as `invitelink worker` does) until the queue is empty. Prints both rates and
+the ratio. Run:
+
+    .venv/bin/python bench/worker_smtp.py [--messages 2000] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
+
+from invitelink.config import Settings
+from invitelink.db import Database, transaction
+from invitelink.models import Contact, Delivery, Mailing, utcnow
+from invitelink.schema import upgrade_to_head
+from invitelink.services import accounts, surveys
+from invitelink.services.mailings import send_to_contacts
+from invitelink.worker.runner import Worker
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def handle_DATA(self, _server: Any, _session: Any, _envelope: Any) -> str:
+        self.count += 1
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def baseline(port: int, count: int, size: int) -> float:
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+    await client.connect()
+    started = time.perf_counter()
+    for i in range(count):
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "lab@example.org", f"b{i}@example.org", "Invitation"
+        message.set_content("x" * size)
+        await client.send_message(message)
+    elapsed = time.perf_counter() - started
+    await client.quit()
+    return count / elapsed
+
+
+def seed(database: Database, count: int) -> None:
+    with transaction(database.sessions) as session:
+        workspace, _ = accounts.create_admin(session, f"bench-{time.time_ns()}@example.org", "benchmark-pass", "Bench")
+        survey, _ = surveys.create_survey(
+            session, workspace.id, {"title": "Bench", "questionnaire_url": "https://q.example.org", "status": "active"}
+        )
+        mailing = Mailing(survey_id=survey.id, subject="Invitation to {{survey_title}}")
+        session.add(mailing)
+        session.add_all(Contact(survey_id=survey.id, email=f"r{i}@example.org", name=f"R {i}") for i in range(count))
+        session.flush()
+        send_to_contacts(session, mailing, None, utcnow())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary folder")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="invitelink-bench-"))
+    url = args.database_url or f"sqlite:///{work}/bench.db"
+    counter = Counter()
+    port = free_port()
+    controller = Controller(counter, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        upgrade_to_head(url)
+        settings = Settings(
+            database_url=url,
+            var_dir=work,
+            secret_key="bench",  # noqa: S106 - a throwaway database
+            smtp_host="127.0.0.1",
+            smtp_port=port,
+            smtp_starttls=False,
+            worker="off",
+            _env_file=None,  # type: ignore[call-arg]
+        )
+        database = Database(url, pool_size=2)
+        print(f"seeding {args.messages} deliveries ...", flush=True)
+        seed(database, args.messages)
+        engine = "SQLite" if args.database_url is None else url.split(":", 1)[0]
+        print(f"{args.messages} messages to an aiosmtpd sink on loopback, {engine}")
+        sink_rate = asyncio.run(baseline(port, args.messages, 600))
+        print(f"{'sink accept rate (aiosmtplib, no database)':<44} {sink_rate:8.0f} msg/s")
+        before = counter.count
+
+        async def drain() -> float:
+            worker = Worker(settings, database)
+            started = time.perf_counter()
+            while await worker.run_once():
+                pass
+            elapsed = time.perf_counter() - started
+            await worker.close()
+            return elapsed
+
+        elapsed = asyncio.run(drain())
+        delivered = counter.count - before
+        rate = delivered / elapsed
+        print(
+            f"{'invitelink worker (claim, render, send, record)':<44} {rate:8.0f} msg/s  "
+            f"({delivered} in {elapsed:.1f} s)"
+        )
+        with database.read_sessions() as session:
+            sent = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "sent"))
+        print(f"ratio worker / sink: {rate / sink_rate:.2f}   deliveries marked sent: {sent} of {args.messages}")
+        database.dispose()
+    finally:
+        controller.stop()
+    if sent != args.messages:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
