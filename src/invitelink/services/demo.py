@@ -31,8 +31,8 @@ def seed_demo(session: Session, settings: Settings) -> dict[str, Any]:
     password = secrets.token_urlsafe(12)
     workspace, user = accounts.create_admin(session, email, password, "Demo")
     token, _ = accounts.open_session(session, user, workspace.id, timedelta(days=30))
-    for name in industries.DEFAULT_INDUSTRIES:
-        session.add(Industry(workspace_id=workspace.id, name=name))
+    listed = [Industry(workspace_id=workspace.id, name=name) for name in industries.DEFAULT_INDUSTRIES]
+    session.add_all(listed)
     session.flush()
     survey, callback_secret = surveys.create_survey(
         session,
@@ -43,6 +43,7 @@ def seed_demo(session: Session, settings: Settings) -> dict[str, Any]:
             "questionnaire_url": "https://questionnaire.example.org/demo?token={token}",
             "status": "active",
             "segment": "B2C",
+            "industry_id": listed[0].id,
             "cpi": {"value": 6, "currency": "USD"},
             "ir": 40,
             "loi": 12,
