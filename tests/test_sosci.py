@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from email import policy
+from email.parser import BytesParser
 from typing import Any
 from urllib.parse import urlencode
 
@@ -163,7 +165,8 @@ def test_send_mail_queues_once_and_address_status_reports_it(sosci: Sosci, db: S
     assert (after["status"], after["statusMail"], after["statusSMS"]) == ("sent", "delivered", "none")
     outbox = list((settings.var_dir / "outbox").glob("*.eml"))
     assert len(outbox) == 1
-    assert sent.json()["url"].encode() in outbox[0].read_bytes()
+    mail = BytesParser(policy=policy.default).parsebytes(outbox[0].read_bytes())
+    assert sent.json()["url"] in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
 def test_send_mail_to_a_mobile_only_contact_queues_an_sms(sosci: Sosci) -> None:
