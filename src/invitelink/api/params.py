@@ -12,21 +12,32 @@ from invitelink.services.errors import InvalidInput
 MAX_VALUE_LENGTH = 1000
 
 
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object; an empty body is an empty object."""
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput("the JSON body must be an object")
+    return body
+
+
+def bearer(request: Request) -> str | None:
+    """The credentials of an ``Authorization: Bearer …`` header, if there is one."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() or None if scheme.lower() == "bearer" else None
+
+
 async def merged_params(request: Request) -> dict[str, str]:
     """Query parameters, overridden by the body's (form or JSON object). Values must be strings or numbers."""
     params: dict[str, Any] = dict(request.query_params)
     if request.method == "POST":
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "application/json":
-            raw = await request.body()
-            if raw.strip():
-                try:
-                    body = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise InvalidInput(f"malformed JSON body: {exc.msg}") from exc
-                if not isinstance(body, dict):
-                    raise InvalidInput("the JSON body must be an object")
-                params.update(body)
+            params.update(json_object(await request.body()))
         elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
             form = await request.form()
             params.update({k: v for k, v in form.items() if isinstance(v, str)})

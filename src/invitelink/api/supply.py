@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -17,11 +16,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from invitelink.api.errors import family_route
+from invitelink.api.params import bearer, json_object
 from invitelink.api.participant import END_PAGES, NO_STORE, NOT_FOUND_PAGE, page
 from invitelink.config import Settings
 from invitelink.security import digest
 from invitelink.services import supply, supply_links
-from invitelink.services.errors import DomainError, InvalidInput, NotFound, RateLimited
+from invitelink.services.errors import DomainError, NotFound, RateLimited
 
 ENVIRONMENTS = ("sandbox", "production")
 SUCCESS = "Request processed successfully"
@@ -90,29 +90,11 @@ def _limiter(request: Request) -> RateLimiter:
     return limiter
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput("Request body must be valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("Request body must be a JSON object")
-    return body
-
-
-def _key(request: Request) -> str | None:
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    return credentials.strip() or None if scheme.lower() == "bearer" else None
-
-
 async def _call(request: Request, environment: str, endpoint: str) -> JSONResponse:
-    key = _key(request)
+    key = bearer(request)
     if key is not None:
         _limiter(request).check(digest(key))
-    body = await _body(request)
+    body = json_object(await request.body())
     settings: Settings = request.app.state.settings
     message = SUCCESS
     if endpoint in WRITES:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -13,6 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from invitelink.api.errors import family_route
+from invitelink.api.params import bearer, json_object
 from invitelink.api.participant import render_error
 from invitelink.config import Settings
 from invitelink.models import utcnow
@@ -54,23 +54,14 @@ async def _body(request: Request) -> dict[str, Any]:
         if "emails" in form:
             fields["emails"] = [v for v in form.getlist("emails") if isinstance(v, str)]
         return fields
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidInput("the JSON body must be an object")
-    return body
+    return json_object(await request.body())
 
 
 def _secret(request: Request, body: dict[str, Any]) -> str | None:
     """Bearer header first, then ``token`` / ``secret`` in the query string, then in the body."""
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
+    header = bearer(request)
+    if header is not None:
+        return header
     for source in (request.query_params, body):
         for key in ("token", "secret"):
             value = source.get(key)
