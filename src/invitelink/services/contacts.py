@@ -55,6 +55,20 @@ def normalize(data: ContactInput) -> ContactInput:
     )
 
 
+# Columns of a bulk or insert-or-fetch contact insert (services/sosci.py, services/triggers.py).
+CONTACT_INSERT_COLUMNS = (
+    "survey_id",
+    "email",
+    "mobile",
+    "uid",
+    "subgroup",
+    "anonymous",
+    "name",
+    "serial",
+    "created_at",
+)
+
+
 def new_serial() -> str:
     return random_code(SERIAL_LENGTH, SERIAL_ALPHABET)
 

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, case, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Delivery, Mailing, Token, utcnow
+from invitelink.models.base import UtcDateTime
+
+# Columns of a bulk INSERT … SELECT into deliveries (here and for reminders in worker/queue.py).
+DELIVERY_COLUMNS = (
+    "mailing_id",
+    "contact_id",
+    "token_id",
+    "channel",
+    "sequence",
+    "status",
+    "transport_status",
+    "due_at",
+    "attempts",
+    "created_at",
+)
 
 
 def channel_for(mailing: Mailing, contact: Contact) -> str | None:
@@ -55,3 +70,44 @@ def enqueue(
             )
         )
     return delivery
+
+
+def reachable(mailing: Mailing) -> ColumnElement[bool]:
+    """SQL twin of ``channel_for(mailing, contact) is not None``."""
+    c = Contact.__table__.c
+    return c.mobile.is_not(None) if mailing.channel == "sms" else or_(c.email.is_not(None), c.mobile.is_not(None))
+
+
+def _channel(mailing: Mailing) -> ColumnElement[str]:
+    """SQL twin of ``channel_for`` for a reachable contact."""
+    if mailing.channel == "sms":
+        return literal("sms")
+    return case((Contact.__table__.c.email.is_not(None), literal("email")), else_=literal("sms"))
+
+
+def enqueue_token_holders(session: Session, mailing: Mailing, due_at: datetime, *where: ColumnElement[bool]) -> None:
+    """Queue the mailing's invitation to every reachable contact holding a token of it (and matching ``where``)
+    that does not have it queued yet: one INSERT … SELECT, however many contacts."""
+    c, t, d = Contact.__table__.c, Token.__table__.c, Delivery.__table__.c
+    rows = (
+        select(
+            literal(mailing.id),
+            c.id,
+            t.id,
+            _channel(mailing),
+            literal(0),
+            literal("queued"),
+            literal("queued"),
+            literal(due_at, UtcDateTime()),
+            literal(0),
+            literal(utcnow(), UtcDateTime()),
+        )
+        .select_from(Contact)
+        .join(Token, (t.contact_id == c.id) & (t.mailing_id == mailing.id))
+        .where(
+            *where,
+            reachable(mailing),
+            ~select(d.id).where(d.mailing_id == mailing.id, d.contact_id == c.id, d.sequence == 0).exists(),
+        )
+    )
+    session.execute(insert(Delivery).from_select(DELIVERY_COLUMNS, rows))

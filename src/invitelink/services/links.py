@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from datetime import datetime
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Token, utcnow
 from invitelink.security import random_code
-from invitelink.services.upsert import insert_ignore
+from invitelink.services.upsert import insert_ignore, insert_ignore_many
 
 TOKEN_LENGTH = 16
 TOKEN_INSERT_COLUMNS = (
@@ -103,3 +105,34 @@ def issue_token_code(
             return str(winner)
         # The clash was on the random code itself (36^16): draw again.
     raise RuntimeError("could not issue a unique token")
+
+
+def issue_mailing_tokens(
+    conn: Connection, survey_id: int, mailing_id: int, contact_ids: Sequence[int], now: datetime
+) -> None:
+    """A personal token of ``mailing_id`` for each contact that has none yet, in bulk (insert-or-skip on the
+    unique (contact, mailing)); a contact skipped because its random code clashed is drawn again."""
+    pending = list(contact_ids)
+    for _attempt in range(3):
+        if not pending:
+            return
+        conn.execute(
+            insert_ignore_many(Token.__table__, TOKEN_INSERT_COLUMNS),
+            [
+                {
+                    "code": random_code(TOKEN_LENGTH),
+                    "survey_id": survey_id,
+                    "contact_id": contact_id,
+                    "kind": "personal",
+                    "api_access_id": None,
+                    "mailing_id": mailing_id,
+                    "notice": "",
+                    "created_at": now,
+                }
+                for contact_id in pending
+            ],
+        )
+        issued = set(conn.execute(select(_t.contact_id).where(_t.mailing_id == mailing_id)).scalars())
+        pending = [contact_id for contact_id in pending if contact_id not in issued]
+    if pending:
+        raise RuntimeError("could not issue unique tokens")

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Delivery, Mailing, Participation, Token, utcnow
 from invitelink.services.api_accesses import AccessInfo
-from invitelink.services.contacts import new_serial
+from invitelink.services.contacts import CONTACT_INSERT_COLUMNS, new_serial
 from invitelink.services.deliveries import enqueue
 from invitelink.services.errors import InvalidInput, NotFound
 from invitelink.services.identity import Features
@@ -20,17 +20,6 @@ from invitelink.services.links import issue_token_code, personal_link
 from invitelink.services.upsert import insert_ignore
 
 MISSING_IDENTIFICATION = "Request must specify email, mobile, or uid"
-CONTACT_INSERT_COLUMNS = (
-    "survey_id",
-    "email",
-    "mobile",
-    "uid",
-    "subgroup",
-    "anonymous",
-    "name",
-    "serial",
-    "created_at",
-)
 
 
 @cache

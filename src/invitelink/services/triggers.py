@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, CursorResult, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from invitelink.models import Contact, Delivery, Mailing, Token, TriggerToken
-from invitelink.security import random_code
-from invitelink.services.contacts import new_serial
+from invitelink.models import Contact, Delivery, Mailing, TriggerToken
+from invitelink.services.contacts import CONTACT_INSERT_COLUMNS, new_serial
+from invitelink.services.deliveries import enqueue_token_holders
 from invitelink.services.errors import InvalidInput, RateLimited
 from invitelink.services.identity import normalize_email
-from invitelink.services.links import TOKEN_LENGTH
+from invitelink.services.links import issue_mailing_tokens
 from invitelink.services.trigger_tokens import Caller
 from invitelink.services.upsert import insert_ignore_many
 
@@ -262,9 +262,6 @@ def _check_flood(session: Session, token_id: int, recipients: int, limits: Limit
         )
 
 
-_CONTACT_COLUMNS = ("survey_id", "email", "mobile", "uid", "subgroup", "anonymous", "name", "serial", "created_at")
-
-
 def _contact_ids(conn: Connection, survey_id: int, recipients: list[Recipient], now: datetime) -> dict[str, int]:
     """The survey's contact id for every address, creating the missing contacts (insert-or-fetch)."""
     c = Contact.__table__.c
@@ -286,7 +283,7 @@ def _contact_ids(conn: Connection, survey_id: int, recipients: list[Recipient], 
     if missing:
         # Concurrent calls may create the same contact: ON CONFLICT DO NOTHING, then read the winners.
         conn.execute(
-            insert_ignore_many(Contact.__table__, _CONTACT_COLUMNS),
+            insert_ignore_many(Contact.__table__, CONTACT_INSERT_COLUMNS),
             [
                 {
                     "survey_id": survey_id,
@@ -317,29 +314,6 @@ def _contact_ids(conn: Connection, survey_id: int, recipients: list[Recipient], 
     return {email: ident for email, (ident, _name) in found.items()}
 
 
-def _tokens(conn: Connection, survey_id: int, mailing_id: int, contact_ids: list[int], now: datetime) -> dict[int, int]:
-    """A new personal token per contact for this batch; returns contact id -> token id."""
-    conn.execute(
-        insert(Token),
-        [
-            {
-                "code": random_code(TOKEN_LENGTH),
-                "survey_id": survey_id,
-                "contact_id": contact_id,
-                "kind": "personal",
-                "mailing_id": mailing_id,
-                "notice": "",
-                "created_at": now,
-            }
-            for contact_id in contact_ids
-        ],
-    )
-    t = Token.__table__.c
-    return {
-        row.contact_id: row.id for row in conn.execute(select(t.id, t.contact_id).where(t.mailing_id == mailing_id))
-    }
-
-
 def queue_batch(session: Session, caller: Caller, request: TriggerRequest, limits: Limits, now: datetime) -> Mailing:
     """Queue one batch: the trigger mailing, and per recipient a contact, a personal token and a delivery."""
     if caller.workspace.status != "active":
@@ -367,25 +341,9 @@ def queue_batch(session: Session, caller: Caller, request: TriggerRequest, limit
     session.flush()
     conn = session.connection()
     contacts = _contact_ids(conn, caller.survey.id, request.recipients, now)
-    tokens = _tokens(conn, caller.survey.id, mailing.id, list(contacts.values()), now)
-    conn.execute(
-        insert(Delivery),
-        [
-            {
-                "mailing_id": mailing.id,
-                "contact_id": contact_id,
-                "token_id": tokens[contact_id],
-                "channel": "email",
-                "sequence": 0,
-                "status": "queued",
-                "transport_status": "queued",
-                "due_at": request.scheduled_at,
-                "attempts": 0,
-                "created_at": now,
-            }
-            for contact_id in contacts.values()
-        ],
-    )
+    # The batch is a new mailing: its token holders are exactly this call's recipients.
+    issue_mailing_tokens(conn, caller.survey.id, mailing.id, list(contacts.values()), now)
+    enqueue_token_holders(session, mailing, request.scheduled_at)
     return mailing
 
 

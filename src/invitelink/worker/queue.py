@@ -21,6 +21,7 @@ from invitelink.models import (
     utcnow,
 )
 from invitelink.models.base import UtcDateTime
+from invitelink.services.deliveries import DELIVERY_COLUMNS
 from invitelink.services.participation import TERMINAL
 
 MAX_ATTEMPTS = 8
@@ -180,8 +181,7 @@ def mark_sent(session: Session, job: Job, worker_id: str, message_id: str) -> No
             literal(0),
             literal(now, UtcDateTime()),
         ).where(d.id == job.delivery_id)
-        columns = ["mailing_id", "contact_id", "token_id", "channel", "sequence", "status", "transport_status"]
-        session.execute(insert(Delivery).from_select([*columns, "due_at", "attempts", "created_at"], source))
+        session.execute(insert(Delivery).from_select(DELIVERY_COLUMNS, source))
 
 
 def mark_failed(session: Session, delivery_id: int, worker_id: str, error: str) -> None:
