@@ -26,6 +26,7 @@ from invitelink.models import (
 )
 from invitelink.security import digest, random_code
 from invitelink.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from invitelink.services.fields import whole_number
 from invitelink.services.identity import normalize_email
 from invitelink.services.suppliers import KEY_PREFIXES, REDIRECT_COLUMNS, limits_of
 from invitelink.services.supply_links import survey_link
@@ -76,21 +77,9 @@ def text_param(body: dict[str, Any], name: str, *, required: bool = False, limit
 
 def page_params(body: dict[str, Any]) -> tuple[int, int]:
     """``page`` (from 1) and ``per_page`` (1 to 100; default 10)."""
-    values = []
-    for name, default, high in (("page", 1, 1_000_000), ("per_page", 10, MAX_PER_PAGE)):
-        raw = body.get(name, default)
-        if raw is None or raw == "":
-            raw = default
-        try:
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError
-            number = int(raw)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"{name} must be a whole number") from None
-        if not 1 <= number <= high:
-            raise InvalidInput(f"{name} must be between 1 and {high}")
-        values.append(number)
-    return values[0], values[1]
+    page = whole_number(body, "page", 1, 1_000_000)
+    per_page = whole_number(body, "per_page", 1, MAX_PER_PAGE)
+    return page or 1, per_page or 10
 
 
 def check_supplier(caller: Caller, body: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from invitelink.models import Contact, Delivery, Mailing, TriggerToken
 from invitelink.services.contacts import CONTACT_INSERT_COLUMNS, new_serial
 from invitelink.services.deliveries import enqueue_token_holders
 from invitelink.services.errors import InvalidInput, RateLimited
+from invitelink.services.fields import whole_number
 from invitelink.services.identity import normalize_email
 from invitelink.services.links import issue_mailing_tokens
 from invitelink.services.trigger_tokens import Caller
@@ -69,26 +70,6 @@ def _text(body: dict[str, Any], key: str, limit: int) -> str | None:
         raise InvalidInput(f"{key} must be a string", field=key)
     if len(value) > limit:
         raise InvalidInput(f"{key} is longer than {limit} characters", field=key)
-    return value
-
-
-def _integer(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
-    value = body.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InvalidInput(f"{key} must be a whole number", field=key)
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise InvalidInput(f"{key} must be a whole number", field=key) from None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int):
-        raise InvalidInput(f"{key} must be a whole number", field=key)
-    if not low <= value <= high:
-        raise InvalidInput(f"{key} must be between {low} and {high}", field=key)
     return value
 
 
@@ -177,7 +158,7 @@ def _schedule(body: dict[str, Any], now: datetime) -> datetime:
     delay, send_at = body.get("send_in_seconds"), body.get("send_at")
     if delay not in (None, "") and send_at not in (None, ""):
         raise InvalidInput("use only one timing field per request: send_in_seconds or send_at")
-    seconds = _integer(body, "send_in_seconds", 0, int(MAX_DELAY.total_seconds()))
+    seconds = whole_number(body, "send_in_seconds", 0, int(MAX_DELAY.total_seconds()))
     if seconds is not None:
         return now + timedelta(seconds=seconds)
     if send_at in (None, ""):
@@ -199,7 +180,7 @@ def parse_request(body: dict[str, Any], limits: Limits, now: datetime) -> Trigge
         metadata=_metadata(body),
         subject=_text(body, "subject", MAX_SUBJECT_LENGTH),
         message=_text(body, "message", MAX_MESSAGE_LENGTH),
-        reminder_days=_integer(body, "reminder_days", 0, MAX_REMINDER_DAYS),
+        reminder_days=whole_number(body, "reminder_days", 0, MAX_REMINDER_DAYS),
         scheduled_at=_schedule(body, now),
     )
 
