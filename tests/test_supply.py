@@ -208,6 +208,10 @@ def test_allocated_survey_matches_the_seed(supply: Supply) -> None:
         "data": [],
     }
     assert supply.data("allocated_survey")["TotalCount"] == 1  # defaults: page 1, 10 per page
+    listed = supply.client.get(f"/admin/v1/suppliers/{supply.supplier['id']}/allocations", headers=supply.admin.headers)
+    assert [(a["survey_id"], a["survey_limit"]) for a in listed.json()] == [
+        (supply.survey["public_id"], {"USA": 2, "UK": 300})
+    ]
 
 
 def test_get_survey_by_id_has_the_target_audience(supply: Supply, make_survey: Any) -> None:

@@ -29,7 +29,10 @@ Handler = Callable[[Session, supply.Caller, dict[str, Any]], dict[str, Any]]
 READS: dict[str, tuple[Handler, str]] = {
     "allocated_survey": (supply.allocated_survey, "Active surveys allocated to you, with limits (page, per_page)."),
     "get_survey_by_id": (supply.get_survey_by_id, "One allocated survey with its targeting questions (survey_id)."),
-    "survey_by_date": (supply.survey_by_date, "Allocated surveys created or active on a date (date: YYYY-MM-DD)."),
+    "survey_by_date": (
+        supply.survey_by_date,
+        "Allocated surveys created or active on a date (date: YYYY-MM-DD); at most 1,000.",
+    ),
     "get_industries": (supply.get_industries, "The industry list."),
     "get_redirects": (supply.get_redirects, "Your redirect URLs (supplier_id, email)."),
     "view_participants": (supply.view_participants, "Your registered participants (supplier_id, page, per_page)."),
@@ -201,7 +204,4 @@ async def letdosurvey(
         )
     if outcome.page == "missing":
         return page(404, *NOT_FOUND_PAGE)
-    status = {"success": "completed", "terminate": "terminated", "quotafull": "quotafull"}.get(
-        outcome.page or "", "security"
-    )
-    return page(200, *END_PAGES[status])
+    return page(200, *END_PAGES[outcome.page or "security"])

@@ -215,24 +215,16 @@ def survey_by_date(session: Session, caller: Caller, body: dict[str, Any]) -> di
     limits = limits_of(session, ids)
     items = []
     for allocation, survey, industry in _rows(session, ids):
-        cpi = _number(_cpi(allocation, survey))
-        items.append(
-            {
-                "survey_id": survey.public_id,
-                "name": survey.title,
-                "CPI": f"{survey.cpi_currency} {cpi}",
-                "survey_limit": limits[allocation.id],
-                "industry": industry or "",
-                "segment": survey.segment or "",
-                "IR": survey.incidence_rate or 0,
-                "LOI": survey.length_of_interview or 0,
-                "PII": "Yes" if survey.pii else "No",
-                "status": "Active" if survey.status == "active" and allocation.status == "active" else "Inactive",
-                "country": ", ".join(survey.countries or []),
-                "date": day.isoformat(),
-                "description": survey.description,
-            }
+        # The seed's by-date shape: CPI as "USD 6", countries as one string, and the date asked for.
+        item = _item(allocation, survey, industry, limits[allocation.id])
+        description = item.pop("description")
+        item.update(
+            CPI=f"{item['CPI']['currency']} {item['CPI']['value']}",
+            country=", ".join(item["country"]),
+            date=day.isoformat(),
+            description=description,
         )
+        items.append(item)
     return {"success": True, "total": len(items), "data": items}
 
 

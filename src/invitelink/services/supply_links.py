@@ -15,9 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from invitelink.models import Allocation, Panelist, Participation, Quota, Supplier, Survey, Token, utcnow
+from invitelink.models import Allocation, Panelist, Participation, Quota, Supplier, Survey, Token
 from invitelink.security import constant_time_equal, derive_key, random_code
 from invitelink.services.links import TOKEN_LENGTH, questionnaire_redirect
+from invitelink.services.participation import record_click
 from invitelink.services.suppliers import REDIRECT_COLUMNS, hmac_secret
 
 SECURITY_CODE_LENGTH = 16
@@ -31,6 +32,7 @@ OUTCOME_REDIRECT = {
     "quotafull": "quotafull",
     "security": "security_check",
 }
+REDIRECT_OUTCOME = {redirect: status for status, redirect in OUTCOME_REDIRECT.items()}
 _PID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
@@ -72,13 +74,14 @@ class Outcome:
     """Where the entrant goes: the questionnaire, a supplier redirect, or an error page (``page`` set)."""
 
     url: str | None = None
-    page: str | None = None  # "missing" (404) | "bad_pid" (400)
+    # "missing" (404), "bad_pid" (400), or the participation status whose supplier redirect is not configured.
+    page: str | None = None
 
 
 def _supplier_redirect(server_secret: bytes, supplier: Supplier, outcome: str, pid: str) -> Outcome:
     template = getattr(supplier, REDIRECT_COLUMNS[outcome])
     if not template:
-        return Outcome(page=outcome)
+        return Outcome(page=REDIRECT_OUTCOME[outcome])
     return Outcome(url=sign_redirect(template, pid, hmac_secret(server_secret, supplier)))
 
 
@@ -137,11 +140,8 @@ def _record(
     pid: str,
     country: str | None,
     status: str,
-    ip: str | None,
-    user_agent: str | None,
 ) -> Participation:
     """A new participation with its supplier token; a concurrent twin (same PID) wins and is returned."""
-    now = utcnow()
     token = Token(code=random_code(TOKEN_LENGTH), survey_id=survey.id, kind="supplier")
     participation = Participation(
         survey_id=survey.id,
@@ -150,10 +150,6 @@ def _record(
         pid=pid,
         country=country,
         status=status,
-        first_click_at=now,
-        click_count=1,
-        ip=(ip or "")[:45] or None,
-        user_agent=(user_agent or "")[:500] or None,
     )
     try:
         with session.begin_nested():
@@ -167,6 +163,14 @@ def _record(
         assert winner is not None
         return winner
     return participation
+
+
+def _click(session: Session, participation: Participation, ip: str | None, user_agent: str | None) -> str:
+    """Count the click like any participant link (one atomic UPDATE); returns the participation's token code."""
+    token = session.get(Token, participation.token_id)
+    assert token is not None
+    record_click(session, token, ip, user_agent)
+    return token.code
 
 
 def enter(
@@ -201,9 +205,7 @@ def enter(
     if existing is not None:
         if existing.status in OUTCOME_REDIRECT:
             return _supplier_redirect(server_secret, supplier, OUTCOME_REDIRECT[existing.status], pid)
-        existing.click_count += 1
-        token_code = session.scalar(select(Token.code).where(Token.id == existing.token_id))
-        return Outcome(url=questionnaire_redirect(survey.questionnaire_url, token_code or ""))
+        return Outcome(url=questionnaire_redirect(survey.questionnaire_url, _click(session, existing, ip, user_agent)))
     if survey.status != "active" or allocation.status != "active":
         return _supplier_redirect(server_secret, supplier, "quotafull", pid)
     country = session.scalar(
@@ -215,11 +217,10 @@ def enter(
     if country:
         quota = _lock_quota(session, allocation.id, country)
         if quota is not None and _admitted(session, survey.id, supplier.id, environment, country) >= quota.limit:
-            _record(session, survey, supplier, environment, pid, country, "quotafull", ip, user_agent)
+            _click(session, _record(session, survey, supplier, environment, pid, country, "quotafull"), ip, user_agent)
             return _supplier_redirect(server_secret, supplier, "quotafull", pid)
-    participation = _record(session, survey, supplier, environment, pid, country, "clicked", ip, user_agent)
-    token_code = session.scalar(select(Token.code).where(Token.id == participation.token_id))
-    return Outcome(url=questionnaire_redirect(survey.questionnaire_url, token_code or ""))
+    participation = _record(session, survey, supplier, environment, pid, country, "clicked")
+    return Outcome(url=questionnaire_redirect(survey.questionnaire_url, _click(session, participation, ip, user_agent)))
 
 
 def end_redirect(session: Session, server_secret: bytes, token_code: str) -> str | None:

@@ -219,18 +219,27 @@ class AllocationOut(Output):
     created_at: datetime
 
 
-def allocation_out(db: Db, allocation: Allocation, public_id: str) -> AllocationOut:
+def allocation_out(allocation: Allocation, public_id: str, limits: dict[str, int]) -> AllocationOut:
     return AllocationOut(
         id=allocation.id,
         survey_id=public_id,
         cpi=allocation.cpi_value,
         status=allocation.status,
-        survey_limit=suppliers.limits_of(db, [allocation.id])[allocation.id],
+        survey_limit=limits,
         created_at=allocation.created_at,
     )
 
 
-@router.get("/{supplier_id}/allocations", response_model=list[AllocationOut], summary="List a supplier's allocations")
+def one_allocation_out(db: Db, allocation: Allocation, public_id: str) -> AllocationOut:
+    return allocation_out(allocation, public_id, suppliers.limits_of(db, [allocation.id])[allocation.id])
+
+
+@router.get(
+    "/{supplier_id}/allocations",
+    response_model=list[AllocationOut],
+    summary="List a supplier's allocations",
+    description="The first 1,000, oldest first.",
+)
 def list_allocations(supplier_id: int, principal: CurrentPrincipal, db: Db) -> list[AllocationOut]:
     supplier = suppliers.get_supplier(db, principal.workspace_id, supplier_id)
     rows = db.execute(
@@ -240,7 +249,8 @@ def list_allocations(supplier_id: int, principal: CurrentPrincipal, db: Db) -> l
         .order_by(Allocation.id)
         .limit(1000)
     ).all()
-    return [allocation_out(db, allocation, public_id) for allocation, public_id in rows]
+    limits = suppliers.limits_of(db, [allocation.id for allocation, _ in rows])  # one query for the whole list
+    return [allocation_out(allocation, public_id, limits[allocation.id]) for allocation, public_id in rows]
 
 
 @router.post("/{supplier_id}/allocations", response_model=AllocationOut, status_code=201, summary="Allocate a survey")
@@ -249,7 +259,7 @@ def create_allocation(supplier_id: int, body: AllocationIn, principal: Editor, d
     allocation, survey = suppliers.create_allocation(
         db, supplier, body.survey_id, body.cpi, body.status, body.survey_limit
     )
-    return allocation_out(db, allocation, survey.public_id)
+    return one_allocation_out(db, allocation, survey.public_id)
 
 
 @router.patch(
@@ -268,7 +278,7 @@ def update_allocation(
     if fields.get("status") is None:
         fields.pop("status", None)
     suppliers.update_allocation(db, allocation, fields)
-    return allocation_out(db, allocation, survey.public_id)
+    return one_allocation_out(db, allocation, survey.public_id)
 
 
 @router.delete("/{supplier_id}/allocations/{allocation_id}", status_code=204, summary="Withdraw an allocation")
