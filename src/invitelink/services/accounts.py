@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import AdminSession, Membership, User, Workspace, utcnow
 from invitelink.security import digest, hash_password, verify_password
-from invitelink.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from invitelink.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, get_owned
 
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2, "owner": 3}
 ADMIN_TOKEN_PREFIX = "ilk_"  # noqa: S105 (a prefix)
@@ -161,10 +161,7 @@ def _check_grant(principal: Principal, role: str) -> None:
 
 
 def get_member(session: Session, principal: Principal, member_id: int) -> Membership:
-    member = session.get(Membership, member_id)
-    if member is None or member.workspace_id != principal.workspace_id:
-        raise NotFound("member not found")
-    return member
+    return get_owned(session, Membership, member_id, "member not found", workspace_id=principal.workspace_id)
 
 
 def add_member(session: Session, principal: Principal, email: str, role: str, password: str | None) -> Membership:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import ApiAccess, Mailing, Survey, utcnow
 from invitelink.security import digest
-from invitelink.services.errors import InvalidInput, NotFound
+from invitelink.services.errors import InvalidInput, NotFound, get_owned
 
 KEY_BYTES = 24
 NEEDS_MAILING = frozenset({"create_link", "send_mail"})
@@ -49,10 +49,7 @@ def create_access(
 
 
 def get_access(session: Session, survey: Survey, access_id: int) -> ApiAccess:
-    access = session.get(ApiAccess, access_id)
-    if access is None or access.survey_id != survey.id:
-        raise NotFound("API access not found")
-    return access
+    return get_owned(session, ApiAccess, access_id, "API access not found", survey_id=survey.id)
 
 
 def revoke(session: Session, access: ApiAccess) -> None:

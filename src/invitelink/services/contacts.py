@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Survey
 from invitelink.security import SERIAL_ALPHABET, random_code
-from invitelink.services.errors import Conflict, DomainError, InvalidInput, NotFound, save_or_conflict
+from invitelink.services.errors import Conflict, DomainError, InvalidInput, get_owned, save_or_conflict
 from invitelink.services.identity import Features
 
 IMPORT_COLUMNS = ("email", "mobile", "uid", "name", "subgroup")
@@ -74,10 +74,7 @@ def new_serial() -> str:
 
 
 def get_contact(session: Session, survey: Survey, contact_id: int) -> Contact:
-    contact = session.get(Contact, contact_id)
-    if contact is None or contact.survey_id != survey.id:
-        raise NotFound("contact not found")
-    return contact
+    return get_owned(session, Contact, contact_id, "contact not found", survey_id=survey.id)
 
 
 def _new_contact(survey: Survey, data: ContactInput) -> Contact:

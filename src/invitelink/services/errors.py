@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -52,3 +52,15 @@ def save_or_conflict(session: Session, obj: Any, message: str, *, field: str | N
             session.flush()
     except IntegrityError as exc:
         raise Conflict(message, field=field) from exc
+
+
+Row = TypeVar("Row")
+
+
+def get_owned(session: Session, model: type[Row], ident: int, message: str, **owner: int) -> Row:
+    """``session.get(model, ident)`` when its ``owner`` columns (``survey_id=…``, ``workspace_id=…``) match;
+    otherwise NotFound(message): another tenant's row is indistinguishable from a missing one."""
+    row = session.get(model, ident)
+    if row is None or any(getattr(row, column) != value for column, value in owner.items()):
+        raise NotFound(message)
+    return row

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from invitelink.models import Industry
-from invitelink.services.errors import NotFound, save_or_conflict
+from invitelink.services.errors import get_owned, save_or_conflict
 
 DEFAULT_INDUSTRIES = (
     "Healthcare",
@@ -22,10 +22,7 @@ DEFAULT_INDUSTRIES = (
 
 
 def get_industry(session: Session, workspace_id: int, industry_id: int) -> Industry:
-    industry = session.get(Industry, industry_id)
-    if industry is None or industry.workspace_id != workspace_id:
-        raise NotFound("industry not found")
-    return industry
+    return get_owned(session, Industry, industry_id, "industry not found", workspace_id=workspace_id)
 
 
 def save_industry(session: Session, industry: Industry) -> Industry:

@@ -12,15 +12,12 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Delivery, Mailing, Survey, Token, utcnow
 from invitelink.services.deliveries import enqueue_token_holders, reachable
-from invitelink.services.errors import Conflict, InvalidInput, NotFound
+from invitelink.services.errors import Conflict, InvalidInput, get_owned
 from invitelink.services.links import issue_mailing_tokens
 
 
 def get_mailing(session: Session, survey: Survey, mailing_id: int) -> Mailing:
-    mailing = session.get(Mailing, mailing_id)
-    if mailing is None or mailing.survey_id != survey.id:
-        raise NotFound("mailing not found")
-    return mailing
+    return get_owned(session, Mailing, mailing_id, "mailing not found", survey_id=survey.id)
 
 
 def create_mailing(session: Session, survey: Survey, fields: dict[str, Any]) -> Mailing:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Allocation, Quota, Supplier, SupplierKey, Survey, utcnow
 from invitelink.security import derive_key, digest, new_secret, random_code
-from invitelink.services.errors import InvalidInput, NotFound, save_or_conflict
+from invitelink.services.errors import InvalidInput, NotFound, get_owned, save_or_conflict
 
 KEY_PREFIXES = {"sandbox": "R4I_TEST_", "production": "R4I_LIVE_"}
 PUBLIC_ID_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
@@ -42,10 +42,7 @@ def create_supplier(session: Session, workspace_id: int, fields: dict[str, Any])
 
 
 def get_supplier(session: Session, workspace_id: int, supplier_id: int) -> Supplier:
-    supplier = session.get(Supplier, supplier_id)
-    if supplier is None or supplier.workspace_id != workspace_id:
-        raise NotFound("supplier not found")
-    return supplier
+    return get_owned(session, Supplier, supplier_id, "supplier not found", workspace_id=workspace_id)
 
 
 def rotate_hmac_secret(session: Session, supplier: Supplier) -> None:
@@ -65,10 +62,7 @@ def create_key(session: Session, supplier: Supplier, environment: str) -> tuple[
 
 
 def get_key(session: Session, supplier: Supplier, key_id: int) -> SupplierKey:
-    key = session.get(SupplierKey, key_id)
-    if key is None or key.supplier_id != supplier.id:
-        raise NotFound("key not found")
-    return key
+    return get_owned(session, SupplierKey, key_id, "key not found", supplier_id=supplier.id)
 
 
 def revoke_key(session: Session, key: SupplierKey) -> None:

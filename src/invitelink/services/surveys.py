@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Industry, Survey
 from invitelink.security import digest, random_code
-from invitelink.services.errors import Conflict, InvalidInput, NotFound, save_or_conflict
+from invitelink.services.errors import Conflict, InvalidInput, get_owned, save_or_conflict
 
 CALLBACK_SECRET_PREFIX = "scb_"  # noqa: S105 (a prefix)
 PROJECT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
@@ -60,10 +60,7 @@ def validate_project(project: str) -> str:
 
 def get_survey(session: Session, workspace_id: int, survey_id: int) -> Survey:
     """The survey if it belongs to the workspace; otherwise NotFound (existence is not revealed)."""
-    survey = session.get(Survey, survey_id)
-    if survey is None or survey.workspace_id != workspace_id:
-        raise NotFound("survey not found")
-    return survey
+    return get_owned(session, Survey, survey_id, "survey not found", workspace_id=workspace_id)
 
 
 def _check_industry(session: Session, workspace_id: int, industry_id: int | None) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Survey, TriggerToken, Workspace
 from invitelink.security import digest, new_secret
-from invitelink.services.errors import InvalidInput, NotFound
+from invitelink.services.errors import InvalidInput, get_owned
 
 SECRET_PREFIX = "sit_"  # noqa: S105 - the public prefix of every trigger secret, not a secret
 PREFIX_SHOWN = 10
@@ -29,10 +29,7 @@ def create_token(session: Session, survey: Survey, **settings: object) -> tuple[
 
 
 def get_token(session: Session, survey: Survey, token_id: int) -> TriggerToken:
-    token = session.get(TriggerToken, token_id)
-    if token is None or token.survey_id != survey.id:
-        raise NotFound("trigger token not found")
-    return token
+    return get_owned(session, TriggerToken, token_id, "trigger token not found", survey_id=survey.id)
 
 
 @dataclass(frozen=True)
