@@ -20,8 +20,19 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 def random_code(length: int, alphabet: str = TOKEN_ALPHABET) -> str:
-    """A code from the OS's cryptographic random source."""
-    return "".join(secrets.choice(alphabet) for _ in range(length))
+    """A uniformly random code from the OS's cryptographic random source.
+
+    One draw of a number below ``len(alphabet) ** length``, written in that base: the same distribution as a
+    ``secrets.choice`` per character, at one system call instead of one per character (this is on the hot path
+    of create_link).
+    """
+    base = len(alphabet)
+    number = secrets.randbelow(base**length)
+    chars = []
+    for _ in range(length):
+        number, index = divmod(number, base)
+        chars.append(alphabet[index])
+    return "".join(chars)
 
 
 def new_secret(prefix: str, nbytes: int = 24) -> str:
