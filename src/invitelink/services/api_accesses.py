@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from invitelink.models import ApiAccess, Mailing, Survey, utcnow
@@ -71,22 +71,29 @@ class AccessInfo:
     project: str
 
 
+_access = ApiAccess.__table__.c
+_survey = Survey.__table__.c
+# A Core statement on the table columns, executed on the session's connection: the ORM's per-statement work
+# (compile state, result adaptation) was half the cost of this lookup on the create_link hot path.
+_RESOLVE = (
+    select(
+        _access.id,
+        _access.survey_id,
+        _access.mailing_id,
+        _access.function,
+        _access.subgroup,
+        _access.anonymous,
+        _survey.project,
+        _access.revoked_at,
+    )
+    .join_from(ApiAccess.__table__, Survey.__table__, _survey.id == _access.survey_id)
+    .where(_access.key_digest == bindparam("key_digest"))
+)
+
+
 def resolve(session: Session, project: str, key: str) -> AccessInfo:
     """The live access behind ``key`` on ``project``: one indexed lookup by digest (no per-request KDF)."""
-    row = session.execute(
-        select(
-            ApiAccess.id,
-            ApiAccess.survey_id,
-            ApiAccess.mailing_id,
-            ApiAccess.function,
-            ApiAccess.subgroup,
-            ApiAccess.anonymous,
-            Survey.project,
-            ApiAccess.revoked_at,
-        )
-        .join(Survey, Survey.id == ApiAccess.survey_id)
-        .where(ApiAccess.key_digest == digest(key))
-    ).first()
+    row = session.connection().execute(_RESOLVE, {"key_digest": digest(key)}).first()
     if row is None or row.revoked_at is not None or row.project != project:
         raise NotFound("invalid API key")
     return AccessInfo(row.id, row.survey_id, row.mailing_id, row.function, row.subgroup, row.anonymous, row.project)
