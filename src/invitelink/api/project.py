@@ -11,6 +11,10 @@ from invitelink.services.errors import DomainError
 from invitelink.services.surveys import PROJECT_PATTERN
 
 router = APIRouter(tags=["sosci mailing API"])
+# The slash-less redirect matches every one-segment path (/healthz, /docs, …), so it is included after every
+# other route; ``router`` itself only matches "/<segment>/", which no other route of the service has (a test
+# checks that), so it is included first and the hot create_link path skips matching the admin API's routes.
+fallback_router = APIRouter(tags=["sosci mailing API"])
 
 DOC = """One URL per survey project, as SoSci Survey has it.
 
@@ -49,7 +53,7 @@ async def project_root(project: str, request: Request) -> Response:
     return participant.page(404, *participant.NOT_FOUND_PAGE)
 
 
-@router.get("/{project}", include_in_schema=False)
+@fallback_router.get("/{project}", include_in_schema=False)
 async def project_without_slash(project: str, request: Request) -> Response:
     """Links typed without the trailing slash still work."""
     if not PROJECT_PATTERN.fullmatch(project):
