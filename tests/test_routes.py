@@ -1,5 +1,6 @@
 """Route order: the SoSci URL "/{project}/" is matched first (it is the hot path), which is only sound while no
-other route of the service has the shape "/<segment>/"; the slash-less redirect comes last and shadows nothing."""
+other route of the service has the shape "/<segment>/"; the admin API comes after the other families; the slash-less
+redirect comes last and shadows nothing."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def test_no_route_but_the_project_url_has_the_shape_of_one_segment_and_a_slash(t
     assert "/{project}/" in paths
     clashing = sorted(p for p in paths if ONE_SEGMENT_WITH_SLASH.fullmatch(p) and p != "/{project}/")
     assert clashing == [], f"these routes would be shadowed by /{{project}}/ (included first): {clashing}"
+    # The admin API is matched after the other families: none of them may open with a path parameter, which
+    # could match /admin/….
+    opening_with_a_parameter = sorted(p for p in paths if p.startswith("/{") and p != "/{project}/")
+    assert opening_with_a_parameter == []
 
 
 def test_one_segment_routes_are_not_shadowed_by_the_project_redirect(tmp_path: Path) -> None:
