@@ -4,7 +4,10 @@ redirect comes last and shadows nothing."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -39,3 +42,30 @@ def test_one_segment_routes_are_not_shadowed_by_the_project_redirect(tmp_path: P
     redirect = client.get("/my-study?d=ABC", follow_redirects=False)
     assert redirect.status_code == 308
     assert redirect.headers["location"] == "/my-study/?d=ABC"
+
+
+FREEZE_PROBE = """
+import gc, sys
+from fastapi.testclient import TestClient
+from invitelink import app
+with TestClient(getattr(app, sys.argv[1])()):
+    print(gc.get_freeze_count())
+"""
+
+
+def test_the_served_app_freezes_its_startup_heap_and_test_apps_do_not(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVITELINK_")}
+    env.update(
+        INVITELINK_DATABASE_URL=f"sqlite:///{tmp_path}/freeze.db",
+        INVITELINK_VAR_DIR=str(tmp_path),
+        INVITELINK_WORKER="off",
+    )
+
+    def frozen(factory: str) -> int:
+        run = subprocess.run(
+            [sys.executable, "-c", FREEZE_PROBE, factory], env=env, capture_output=True, text=True, check=True
+        )
+        return int(run.stdout.split()[-1])
+
+    assert frozen("serving_app") > 50_000  # the libraries' modules, classes and functions
+    assert frozen("create_app") == 0

@@ -65,7 +65,14 @@ def render_body_limit(path: str, message: str) -> dict[str, object]:
     return {"result": "error", "error": message, "url": None}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def serving_app() -> FastAPI:
+    """The app `invitelink serve` runs (uvicorn factory, once per worker process)."""
+    return create_app(freeze_heap=True)
+
+
+def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -> FastAPI:
+    """The application. ``freeze_heap``: this app owns its process (see the lifespan); tests build many apps in one
+    process and leave it off."""
     settings = settings or Settings()
     database = Database(settings.database_url)
     engine = database.read_engine
@@ -79,11 +86,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             # Same code as `invitelink worker`, in this process's event loop.
             task = asyncio.create_task(Worker(settings, database).run(stop))
-        # Everything imported and built at startup lives as long as the process. Moved out of the collector's
-        # reach, a full collection no longer walks those ~130,000 objects: it took 90 ms, stopping every
-        # request at once, and set the p99 latency of create_link under load.
-        gc.collect()
-        gc.freeze()
+        if freeze_heap:
+            # Everything imported and built at startup lives as long as the process. Moved out of the collector's
+            # reach, a full collection no longer walks those ~130,000 objects: it took 90 ms, stopping every
+            # request at once, and set the p99 latency of create_link under load.
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

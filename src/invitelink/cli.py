@@ -36,7 +36,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     _migrate(settings)
     uvicorn.run(
-        "invitelink.app:create_app",
+        "invitelink.app:serving_app",
         factory=True,
         host=args.host,
         port=args.port,
