@@ -1,10 +1,10 @@
-"""Benchmark: SoSci create_link with a new uid per request, on SQLite, against a bare FastAPI endpoint.
+"""Benchmark: SoSci create_link with a new uid per request, on SQLite (or PostgreSQL), against a bare FastAPI endpoint.
 
-Starts `invitelink serve` (SQLite in a temporary folder) and the bare app (bench/bare_app.py) with uvicorn, then
-loads each with the same client: N concurrent keep-alive connections for S seconds. Prints throughput, p50/p99
-latency and errors for both, and the throughput ratio service / bare. Run:
+Starts `invitelink serve` (SQLite in a temporary folder, or --database-url) and the bare app (bench/bare_app.py)
+with uvicorn, then loads each with the same client: N concurrent keep-alive connections for S seconds. Prints
+throughput, p50/p99 latency and errors for both, and the throughput ratio service / bare. Run:
 
-    .venv/bin/python bench/sosci_create_link.py [--connections 32] [--seconds 10]
+    .venv/bin/python bench/sosci_create_link.py [--connections 32] [--seconds 10] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -25,15 +25,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary folder")
     args = parser.parse_args()
+    engine = "SQLite" if args.database_url is None else args.database_url.split(":", 1)[0]
 
-    with service() as svc, bare(f"/{svc.demo['survey']['project']}/") as bare_port:
+    with service(args.database_url) as svc, bare(f"/{svc.demo['survey']['project']}/") as bare_port:
         create_link = urlsplit(svc.demo["sosci"]["create_link"])
         service_path = f"{create_link.path}?{create_link.query}&uid=bench-"
         project = svc.demo["survey"]["project"]
         print(
             f"create_link, new uid per request, {args.connections} connections, {args.seconds:g} s each, "
-            f"SQLite, 1 uvicorn worker each, {os.cpu_count()} cores"
+            f"{engine}, 1 uvicorn worker each, {os.cpu_count()} cores"
         )
         bare_result: Result = asyncio.run(
             run(

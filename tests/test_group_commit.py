@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from invitelink.db import Database
@@ -70,6 +71,74 @@ def test_results_arrive_after_commit(db_url: str) -> None:
         # Visible to a new reader at once: the future resolved after the commit.
         with database.read_sessions() as session:
             assert session.scalar(select(func.count()).select_from(Industry)) == 1
+    finally:
+        committer.close()
+        database.dispose()
+
+
+def test_a_deadlock_between_two_batches_costs_a_rerun_not_an_error(db_url: str) -> None:
+    """Two commit threads, two batches taking the same two unique keys in opposite order: PostgreSQL breaks the
+    deadlock by failing one batch; its rerun finds the other's committed rows, and both callers get answers."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer: its committer runs one thread, so batches cannot deadlock")
+    database = Database(db_url, pool_size=2)
+    committer = GroupCommitter(database.sessions, threads=2)
+    with database.sessions() as session, session.begin():
+        session.add(Workspace(name="w"))
+    both_hold_one = threading.Barrier(2, timeout=10)
+    first_started = threading.Event()
+    insert = text("INSERT INTO industries (workspace_id, name) VALUES (1, :name) ON CONFLICT DO NOTHING")
+
+    def take(order: tuple[str, str], started: threading.Event | None = None):  # type: ignore[no-untyped-def]
+        attempts = 0
+
+        def job(session: Session) -> list[str]:
+            nonlocal attempts
+            attempts += 1
+            session.execute(insert, {"name": order[0]})
+            if started is not None:
+                started.set()
+            if attempts == 1:
+                both_hold_one.wait()  # each batch now holds one key and asks for the other's
+            session.execute(insert, {"name": order[1]})
+            return sorted(session.scalars(select(Industry.name)))
+
+        return job
+
+    try:
+        one = committer.submit(take(("a", "b"), first_started))
+        assert first_started.wait(10)  # the first thread is busy, so the second thread takes the next job
+        two = committer.submit(take(("b", "a")))
+        assert one.result(30) == ["a", "b"]
+        assert two.result(30) == ["a", "b"]
+        assert committer.reruns >= 1
+        with database.read_sessions() as session:
+            assert sorted(session.scalars(select(Industry.name))) == ["a", "b"]
+    finally:
+        committer.close()
+        database.dispose()
+
+
+def test_several_commit_threads_answer_every_job_once(db_url: str) -> None:
+    database = Database(db_url, pool_size=4)
+    committer = GroupCommitter(database.sessions, threads=1 if db_url.startswith("sqlite") else 4)
+    with database.sessions() as session, session.begin():
+        session.add(Workspace(name="w"))
+
+    def add(name: str):  # type: ignore[no-untyped-def]
+        def job(session: Session) -> str:
+            session.add(Industry(workspace_id=1, name=name))
+            session.flush()
+            return name
+
+        return job
+
+    try:
+        futures = [committer.submit(add(f"n-{i}")) for i in range(300)]
+        assert [f.result(30) for f in futures] == [f"n-{i}" for i in range(300)]
+        assert committer.jobs == 300
+        with database.read_sessions() as session:
+            assert session.scalar(select(func.count()).select_from(Industry)) == 300
     finally:
         committer.close()
         database.dispose()

@@ -16,6 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from invitelink.group_commit import GroupCommitter
 
 T = TypeVar("T")
+# Group-commit threads on PostgreSQL, each with its own connection: more than one keeps the hot paths going while
+# a batch waits on a row lock or on the network. (SQLite has one writer, so one thread.)
+PG_COMMIT_THREADS = 2
 
 
 def is_sqlite(url: str) -> bool:
@@ -70,15 +73,18 @@ class Database:
         self.read_engine = make_engine(url, pool_size=pool_size, read_only=True) if is_sqlite(url) else self.engine
         self.sessions = make_sessionmaker(self.engine)
         self.read_sessions = make_sessionmaker(self.read_engine)
-        self.committer = GroupCommitter(self.sessions) if is_sqlite(url) else None
+        self.sqlite = is_sqlite(url)
+        self.committer = GroupCommitter(self.sessions, threads=1 if self.sqlite else PG_COMMIT_THREADS)
 
-    async def write(self, fn: Callable[[Session], T]) -> T:
+    async def write(self, fn: Callable[[Session], T], *, short: bool = False) -> T:
         """Run ``fn(session)`` in a committed transaction; its exception, if any, is re-raised here.
 
-        SQLite: through the group committer (one writer, one commit per batch). PostgreSQL: a transaction of its
-        own in the thread pool, so writes proceed in parallel.
+        SQLite: always through the group committer (one writer, one commit per batch). PostgreSQL: ``short`` jobs
+        (a few indexed statements: the hot paths) through a group committer too, with a few threads, so each
+        commit and its WAL flush serve a batch; any other job in a transaction of its own in the thread pool, so a
+        long job (a trigger batch of a thousand recipients) never holds up the hot paths.
         """
-        if self.committer is not None:
+        if self.sqlite or short:
             return await asyncio.wrap_future(self.committer.submit(fn))
 
         def run() -> T:
@@ -88,8 +94,7 @@ class Database:
         return await run_in_threadpool(run)
 
     def dispose(self) -> None:
-        if self.committer is not None:
-            self.committer.close()
+        self.committer.close()
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()

@@ -1,10 +1,13 @@
-"""Group commit for SQLite: one writer thread runs the write jobs of many requests in one transaction.
+"""Group commit: a writer thread runs the write jobs of many requests in one transaction.
 
 SQLite allows one writer at a time. With a thread per request, concurrent writers wait in SQLite's busy handler,
 which sleeps in growing steps: throughput drops and the latency tail grows to seconds. Instead, requests hand
-their write job to this thread, which takes every job waiting, runs each in its own SAVEPOINT (one job's error
-rolls back only that job), commits once for the batch, and then answers each request. A request is answered
-only after its work is committed.
+their write job to this thread, which takes every job waiting, runs them in one transaction (rerun with a
+SAVEPOINT per job when one fails, so one job's error rolls back only that job), commits once for the batch, and
+then answers each request. A request is answered only after its work is committed.
+
+On PostgreSQL the hot paths use it too (Database.write(short=True)), with a few threads: one commit, and one WAL
+flush, per batch instead of per request, and no thread-pool hop and pool checkout per request.
 """
 
 from __future__ import annotations
@@ -26,14 +29,16 @@ Job = tuple[Callable[[Session], Any], "Future[Any]"]
 
 
 class GroupCommitter:
-    def __init__(self, sessions: sessionmaker[Session], max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, sessions: sessionmaker[Session], max_batch: int = MAX_BATCH, threads: int = 1) -> None:
         self.sessions = sessions
         self.max_batch = max_batch
+        self.threads = threads
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.batches = 0
         self.jobs = 0
+        self.reruns = 0
 
     def submit(self, fn: Callable[[Session], T]) -> Future[T]:
         """Queue ``fn(session)``; the future resolves once its batch is committed (or with its own error)."""
@@ -43,17 +48,20 @@ class GroupCommitter:
         return future
 
     def _ensure_thread(self) -> None:
-        if self._thread is None:
+        if not self._workers:
             with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._loop, name="invitelink-group-commit", daemon=True)
-                    self._thread.start()
+                if not self._workers:
+                    for n in range(self.threads):
+                        worker = threading.Thread(target=self._loop, name=f"invitelink-group-commit-{n}", daemon=True)
+                        worker.start()
+                        self._workers.append(worker)
 
     def close(self) -> None:
-        if self._thread is not None:
+        workers, self._workers = self._workers, []
+        for _worker in workers:
             self._queue.put(None)
-            self._thread.join(timeout=30)
-            self._thread = None
+        for worker in workers:
+            worker.join(timeout=30)
 
     def _loop(self) -> None:
         while True:
@@ -84,6 +92,10 @@ class GroupCommitter:
             with self.sessions() as session, session.begin():
                 results = [fn(session) for fn, _future in batch]
         except Exception:
+            # On PostgreSQL this includes a deadlock with another instance's (or thread's) batch: the rollback
+            # has released this batch's locks, so the other one commits and the rerun finds its rows.
+            with self._lock:
+                self.reruns += 1
             self._run_isolated(batch)
             return
         self._finish(batch, [(future, result, None) for (_fn, future), result in zip(batch, results, strict=True)])
@@ -107,8 +119,9 @@ class GroupCommitter:
         self._finish(batch, outcomes)
 
     def _finish(self, batch: list[Job], outcomes: list[tuple[Future[Any], Any, BaseException | None]]) -> None:
-        self.batches += 1
-        self.jobs += len(batch)
+        with self._lock:
+            self.batches += 1
+            self.jobs += len(batch)
         for future, result, error in outcomes:
             if error is None:
                 future.set_result(result)

@@ -55,7 +55,7 @@ async def open_link(request: Request, project: str, code: str, kind: str) -> Res
         participation.record_click(session, entry.token, ip, user_agent)
         return "open", questionnaire_redirect(entry.survey.questionnaire_url, entry.token.code)
 
-    outcome, target = await request.app.state.database.write(work)
+    outcome, target = await request.app.state.database.write(work, short=True)
     if outcome == "missing":
         return page(404, *NOT_FOUND_PAGE)
     if outcome == "closed":

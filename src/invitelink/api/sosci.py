@@ -83,7 +83,7 @@ async def handle(request: Request, project: str, key: str, params: dict[str, str
             raise CallError(access.function, exc) from exc
 
     try:
-        function, outcome = await database.write(link)
+        function, outcome = await database.write(link, short=True)
     except CallError as exc:
         return _error(exc.function, exc.error, params)
     except DomainError as exc:  # unknown or revoked key

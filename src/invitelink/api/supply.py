@@ -194,7 +194,8 @@ async def letdosurvey(
     ip = request.client.host if request.client else None
     user_agent = request.headers.get("user-agent")
     outcome = await request.app.state.database.write(
-        lambda session: supply_links.enter(session, settings.server_secret, sid, security_code, pid, ip, user_agent)
+        lambda session: supply_links.enter(session, settings.server_secret, sid, security_code, pid, ip, user_agent),
+        short=True,
     )
     if outcome.url is not None:
         return RedirectResponse(outcome.url, status_code=302, headers=NO_STORE)
