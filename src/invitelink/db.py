@@ -28,18 +28,22 @@ def is_sqlite(url: str) -> bool:
 def make_engine(url: str, *, pool_size: int = 10, read_only: bool = False) -> Engine:
     """An engine for ``url``.
 
+    ``hide_parameters``: a driver error's text carries the statement's parameters (token codes, key digests,
+    addresses) unless hidden, and such errors get logged.
+
     SQLite: WAL with a busy timeout. Write engines begin every transaction IMMEDIATE, so two writers queue on
     the busy timeout instead of one failing when it upgrades a read lock mid-transaction; read-only engines
     begin DEFERRED, so readers never wait for the writer.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
     )

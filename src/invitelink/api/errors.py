@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from invitelink.services.errors import (
     Conflict,
@@ -30,6 +33,23 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
 
 Renderer = Callable[[Request, int, str, DomainError | None], Response]
 
+log = logging.getLogger("invitelink.api")
+DATABASE_UNAVAILABLE = "the database is not ready or not reachable; try again shortly"
+RETRY_AFTER_SECONDS = "5"
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """A driver or pool error that says the database cannot serve now (down, unmigrated, out of connections).
+
+    An IntegrityError is not one: it is a broken invariant, a bug to see, not a reason to retry."""
+    return isinstance(exc, DBAPIError | PoolTimeout) and not isinstance(exc, IntegrityError)
+
+
+def log_unavailable(request: Request, exc: BaseException) -> None:
+    # The path and the error type only: query strings carry tokens and keys, and SQL parameters are hidden by the
+    # engine (hide_parameters) but the statement text is no help to an operator here.
+    log.warning("%s %s: database unavailable (%s)", request.method, request.url.path, type(exc).__name__)
+
 
 def status_of(exc: DomainError) -> int:
     for cls in type(exc).__mro__:
@@ -48,7 +68,8 @@ def validation_message(exc: RequestValidationError) -> str:
 
 
 def family_route(render: Renderer, *, validation_status: int = 400) -> type[APIRoute]:
-    """A route class for one API family: every DomainError and validation error is rendered by ``render``."""
+    """A route class for one API family: every DomainError and validation error is rendered by ``render``, and a
+    database that cannot serve gives 503 with Retry-After in the same format."""
 
     class FamilyRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -70,6 +91,14 @@ def family_route(render: Renderer, *, validation_status: int = 400) -> type[APIR
                 except RequestValidationError as exc:
                     request.state.rollback = True
                     return render(request, validation_status, validation_message(exc), None)
+                except Exception as exc:
+                    if not database_unavailable(exc):
+                        raise
+                    request.state.rollback = True
+                    log_unavailable(request, exc)
+                    response = render(request, 503, DATABASE_UNAVAILABLE, None)
+                    response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+                    return response
 
             return handler
 

@@ -37,6 +37,10 @@ def page(status: int, title: str, text: str) -> HTMLResponse:
 
 
 NOT_FOUND_PAGE = ("Link not found", "This survey link is not valid. Please check that you copied it completely.")
+UNAVAILABLE_PAGE = (
+    "Please try again shortly",
+    "This survey link cannot be opened right now. Please try again in a minute; your link stays valid.",
+)
 CLOSED_PAGE = ("Survey not available", "This survey is not open at the moment. Thank you for your interest.")
 
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from invitelink.api import participant, sosci
+from invitelink.api.errors import RETRY_AFTER_SECONDS, database_unavailable, log_unavailable
 from invitelink.api.params import merged_params
 from invitelink.services.errors import DomainError
 from invitelink.services.surveys import PROJECT_PATTERN
@@ -25,7 +26,8 @@ DOC = """One URL per survey project, as SoSci Survey has it.
   form body or a JSON body. Errors: `{"result": "error", "error": "…", …}` with 400 (bad request) or 404 (unknown
   key, not found).
 * `?d=<token>`: a personal link; `?s=<code>`: a serial-code link. Both record the click and redirect to the
-  questionnaire (404 page for an unknown link, 410 while the survey is draft or closed)."""
+  questionnaire (404 page for an unknown link, 410 while the survey is draft or closed).
+* A database that cannot serve gives 503 with `Retry-After` (the error body, or a page for participant links)."""
 
 
 @router.get(
@@ -44,12 +46,22 @@ async def project_root(project: str, request: Request) -> Response:
         params = await merged_params(request)
     except DomainError as exc:
         return sosci.param_error(exc.message, dict(request.query_params))
-    if params.get("act"):
-        return await sosci.handle(request, project, params["act"], params)
-    if params.get("d"):
-        return await participant.open_link(request, project, params["d"], "personal")
-    if params.get("s"):
-        return await participant.open_link(request, project, params["s"], "serial_code")
+    try:
+        if params.get("act"):
+            return await sosci.handle(request, project, params["act"], params)
+        if params.get("d"):
+            return await participant.open_link(request, project, params["d"], "personal")
+        if params.get("s"):
+            return await participant.open_link(request, project, params["s"], "serial_code")
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        log_unavailable(request, exc)
+        response = (
+            sosci.unavailable(params) if params.get("act") else participant.page(503, *participant.UNAVAILABLE_PAGE)
+        )
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return response
     return participant.page(404, *participant.NOT_FOUND_PAGE)
 
 

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from invitelink.api.errors import DATABASE_UNAVAILABLE
 from invitelink.services import api_accesses, sosci
 from invitelink.services.api_accesses import AccessInfo
 from invitelink.services.errors import DomainError, InvalidInput, NotFound
@@ -102,6 +103,11 @@ async def handle(request: Request, project: str, key: str, params: dict[str, str
         except DomainError as exc:
             return _error(function, exc, params)
     return JSONResponse(outcome)
+
+
+def unavailable(params: dict[str, str]) -> JSONResponse:
+    """503 when the database cannot serve; the function is not known (the key was not looked up)."""
+    return JSONResponse(_error_body(None, DATABASE_UNAVAILABLE, params), status_code=503)
 
 
 def param_error(message: str, params: dict[str, str]) -> JSONResponse:

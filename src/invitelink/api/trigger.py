@@ -7,8 +7,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from invitelink.api.errors import family_route
@@ -22,7 +20,6 @@ from invitelink.services.errors import InvalidInput
 log = logging.getLogger("invitelink.trigger")
 router = APIRouter(tags=["trigger API"], route_class=family_route(render_error))
 PATH = "/api/invitation-trigger"
-NOT_READY = "invitation tables or dependencies are not ready; try again shortly"
 
 EXAMPLES = {
     "single": {
@@ -148,14 +145,8 @@ async def invitation_trigger(request: Request) -> JSONResponse:
         )
         return triggers.batch_summary(mailing)
 
-    try:
-        summary = await request.app.state.database.write(work)
-    except IntegrityError:
-        raise
-    except (DBAPIError, PoolTimeout):
-        log.warning("trigger call refused: database not ready", exc_info=True)
-        return JSONResponse({"ok": False, "error": NOT_READY}, status_code=503, headers={"Retry-After": "5"})
-    return JSONResponse(summary)
+    # A database that cannot serve becomes 503 with Retry-After in the route class (api/errors.py).
+    return JSONResponse(await request.app.state.database.write(work))
 
 
 @router.api_route(PATH, methods=["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"], include_in_schema=False)

@@ -11,10 +11,18 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
+from invitelink.api.errors import family_route
 from invitelink.api.participant import NO_STORE, page
 from invitelink.services import unsubscribe
+from invitelink.services.errors import DomainError
 
-router = APIRouter(tags=["participation"])
+
+def render_error(_request: Request, status: int, message: str, _exc: DomainError | None) -> Response:
+    """People read these answers in a browser (or a mail client posts to it): pages, not JSON."""
+    return page(status, "Please try again shortly" if status == 503 else "Unsubscribe", message)
+
+
+router = APIRouter(tags=["participation"], route_class=family_route(render_error))
 INVALID = ("Link not valid", "This unsubscribe link is not valid. Please use the link from your e-mail.")
 Token = Annotated[str, Query(alias="u", max_length=64)]
 
