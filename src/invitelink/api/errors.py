@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from invitelink.services.errors import (
@@ -38,11 +38,27 @@ DATABASE_UNAVAILABLE = "the database is not ready or not reachable; try again sh
 RETRY_AFTER_SECONDS = "5"
 
 
+# PostgreSQL's undefined_table / undefined_column: the schema is older than the code (not migrated yet).
+NOT_MIGRATED_SQLSTATES = frozenset({"42P01", "42703"})
+VALUE_NOT_STORABLE = "a value cannot be stored as given (an invalid character or a number out of range)"
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """A driver or pool error that says the database cannot serve now (down, unmigrated, out of connections).
 
-    An IntegrityError is not one: it is a broken invariant, a bug to see, not a reason to retry."""
-    return isinstance(exc, DBAPIError | PoolTimeout) and not isinstance(exc, IntegrityError)
+    Not one: an IntegrityError (a broken invariant, a bug to see), a DataError (the request's own value, a 400),
+    any other programming error."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return True
+    if isinstance(exc, ProgrammingError):
+        return getattr(exc.orig, "sqlstate", None) in NOT_MIGRATED_SQLSTATES
+    return False
+
+
+def value_not_storable(exc: BaseException) -> bool:
+    """The database refused a value of the request (PostgreSQL: a NUL in text, a number out of range): a 400. The
+    readers in api/params.py refuse NULs first with a clearer message; this is the backstop for other paths."""
+    return isinstance(exc, DataError)
 
 
 def log_unavailable(request: Request, exc: BaseException) -> None:
@@ -92,9 +108,11 @@ def family_route(render: Renderer, *, validation_status: int = 400) -> type[APIR
                     request.state.rollback = True
                     return render(request, validation_status, validation_message(exc), None)
                 except Exception as exc:
+                    request.state.rollback = True
+                    if value_not_storable(exc):
+                        return render(request, 400, VALUE_NOT_STORABLE, None)
                     if not database_unavailable(exc):
                         raise
-                    request.state.rollback = True
                     log_unavailable(request, exc)
                     response = render(request, 503, DATABASE_UNAVAILABLE, None)
                     response.headers["Retry-After"] = RETRY_AFTER_SECONDS

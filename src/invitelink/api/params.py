@@ -10,6 +10,22 @@ from fastapi import Request
 from invitelink.services.errors import InvalidInput
 
 MAX_VALUE_LENGTH = 1000
+NUL_MESSAGE = "text must not contain NUL characters (\\u0000)"
+
+
+def reject_nul(value: Any, where: str = "") -> None:
+    """400 for a NUL character anywhere in ``value`` (keys and nested values too). PostgreSQL cannot store one in
+    text or JSONB, so it would fail deep in a write; SQLite would store it, so the engines would differ."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput(f"{where}: {NUL_MESSAGE}" if where else NUL_MESSAGE, field=where or None)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul(key, where)
+            reject_nul(item, where or str(key))
+    elif isinstance(value, list):
+        for item in value:
+            reject_nul(item, where)
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
@@ -22,6 +38,7 @@ def json_object(raw: bytes) -> dict[str, Any]:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise InvalidInput("the JSON body must be an object")
+    reject_nul(body)
     return body
 
 
@@ -50,5 +67,6 @@ async def merged_params(request: Request) -> dict[str, str]:
         text = str(value)
         if len(text) > MAX_VALUE_LENGTH:
             raise InvalidInput(f"{key} is longer than {MAX_VALUE_LENGTH} characters", field=key)
+        reject_nul(text, key)
         result[key] = text
     return result

@@ -6,7 +6,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from invitelink.api import participant, sosci
-from invitelink.api.errors import RETRY_AFTER_SECONDS, database_unavailable, log_unavailable
+from invitelink.api.errors import (
+    RETRY_AFTER_SECONDS,
+    VALUE_NOT_STORABLE,
+    database_unavailable,
+    log_unavailable,
+    value_not_storable,
+)
 from invitelink.api.params import merged_params
 from invitelink.services.errors import DomainError
 from invitelink.services.surveys import PROJECT_PATTERN
@@ -54,6 +60,10 @@ async def project_root(project: str, request: Request) -> Response:
         if params.get("s"):
             return await participant.open_link(request, project, params["s"], "serial_code")
     except Exception as exc:
+        if value_not_storable(exc):
+            if params.get("act"):
+                return sosci.param_error(VALUE_NOT_STORABLE, params)
+            return participant.page(404, *participant.NOT_FOUND_PAGE)
         if not database_unavailable(exc):
             raise
         log_unavailable(request, exc)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from invitelink.api.errors import family_route
-from invitelink.api.params import bearer, json_object
+from invitelink.api.params import bearer, json_object, reject_nul
 from invitelink.api.participant import render_error
 from invitelink.config import Settings
 from invitelink.models import utcnow
@@ -50,6 +50,7 @@ async def _body(request: Request) -> dict[str, Any]:
         fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
         if "emails" in form:
             fields["emails"] = [v for v in form.getlist("emails") if isinstance(v, str)]
+        reject_nul(fields)
         return fields
     return json_object(await request.body())
 
