@@ -136,10 +136,15 @@ def test_nul_characters_are_refused_alike_on_both_engines(client: TestClient, de
     supply = client.post("/sandbox/v1/get_survey_by_id", json={"survey_id": "PROJ-\u0000"}, headers=key)
     assert supply.status_code == 400 and supply.json()["apiStatus"] == "error" and "NUL" in supply.json()["msg"]
 
-    # Read by a pydantic model, not by the shared readers: PostgreSQL's refusal is the backstop (400), SQLite
-    # stores nothing either and finds no such token (404). Never a 500 or a 503.
+    # Bodies read by pydantic models refuse them in the model: 400 for the callback, 422 in the admin API.
     callback = {"Authorization": f"Bearer {demo['survey']['callback_secret']}"}
     event = client.post(
         "/api/v1/participations/events", json={"token": "A\u0000", "event": "started"}, headers=callback
     )
-    assert event.status_code in (400, 404) and event.json()["ok"] is False
+    assert event.status_code == 400 and event.json()["ok"] is False and "NUL" in event.json()["error"]
+    admin = {"Authorization": f"Bearer {demo['admin']['token']}"}
+    industry = client.post("/admin/v1/industries", json={"name": "a\u0000b"}, headers=admin)
+    assert industry.status_code == 422 and "NUL" in json.dumps(industry.json())
+    survey = client.patch(f"/admin/v1/surveys/{demo['survey']['id']}", json={"title": "x\u0000"}, headers=admin)
+    assert survey.status_code == 422
+    assert client.get(f"/admin/v1/surveys/{demo['survey']['id']}", headers=admin).json()["title"] != "x\u0000"

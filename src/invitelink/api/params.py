@@ -28,6 +28,16 @@ def reject_nul(value: Any, where: str = "") -> None:
             reject_nul(item, where)
 
 
+def no_nul(data: Any) -> Any:
+    """The same check as a pydantic ``model_validator(mode="before")``: a ValueError becomes the model's own
+    validation error (422 in the admin API)."""
+    try:
+        reject_nul(data)
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
+    return data
+
+
 def json_object(raw: bytes) -> dict[str, Any]:
     """A request body that must be a JSON object; an empty body is an empty object."""
     if not raw.strip():

@@ -9,11 +9,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
 from invitelink.api.deps import get_db
 from invitelink.api.errors import family_route
+from invitelink.api.params import no_nul
 from invitelink.services import participation, supply_links
 from invitelink.services.errors import DomainError, InvalidInput, NotFound, Unauthorized
 from invitelink.services.links import questionnaire_redirect
@@ -81,6 +82,7 @@ bearer = HTTPBearer(auto_error=False, description="The survey's questionnaire ca
 
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    _no_nul = model_validator(mode="before")(no_nul)
     token: str = Field(min_length=1, max_length=64, examples=["QS33T6XMVS4KLA9S"])
     event: Literal["started", "completed", "terminated", "quotafull", "security"]
     response: dict[str, Any] | None = Field(default=None, description="Answers to store with the participation.")

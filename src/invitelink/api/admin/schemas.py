@@ -6,7 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from invitelink.api.params import no_nul
 
 T = TypeVar("T")
 
@@ -19,9 +21,12 @@ Country = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 
 
 class Input(BaseModel):
-    """Request bodies refuse unknown fields, so a typo is an error rather than silently ignored."""
+    """Request bodies refuse unknown fields, so a typo is an error rather than silently ignored, and NUL
+    characters, which PostgreSQL cannot store (SQLite would, so the engines would differ)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    _no_nul = model_validator(mode="before")(no_nul)
 
 
 class Output(BaseModel):
