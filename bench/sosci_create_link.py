@@ -31,7 +31,10 @@ def main() -> None:
 
     # No embedded worker: on a --database-url that holds queued mail from elsewhere it would send it during the
     # run and take CPU from the path measured here (seen: PostgreSQL at 240 instead of 600 req/s).
-    with service(args.database_url, {"INVITELINK_WORKER": "off"}) as svc, bare(f"/{svc.demo['survey']['project']}/") as bare_port:
+    with (
+        service(args.database_url, {"INVITELINK_WORKER": "off"}) as svc,
+        bare(f"/{svc.demo['survey']['project']}/") as bare_port,
+    ):
         create_link = urlsplit(svc.demo["sosci"]["create_link"])
         service_path = f"{create_link.path}?{create_link.query}&uid=bench-"
         project = svc.demo["survey"]["project"]
