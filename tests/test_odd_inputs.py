@@ -122,6 +122,10 @@ def test_nul_characters_are_refused_alike_on_both_engines(client: TestClient, de
     }
     posted = client.post(create_link, json={"email": "a\u0000@example.com"})
     assert posted.status_code == 400 and "NUL" in posted.json()["error"]
+    # A participant's browser with a mangled link gets the not-found page, not the API's JSON.
+    for mangled in ("d=A%00B", "s=" + "X" * 2000):
+        page = client.get(f"/{demo['survey']['project']}/?{mangled}", follow_redirects=False)
+        assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
 
     bearer = {"Authorization": f"Bearer {demo['trigger']['secret']}"}
     trigger = client.post(

@@ -51,6 +51,9 @@ async def project_root(project: str, request: Request) -> Response:
     try:
         params = await merged_params(request)
     except DomainError as exc:
+        if request.method == "GET" and "act" not in request.query_params:
+            # A participant's browser (a mangled ?d= or ?s= link): the page, not the API's JSON.
+            return participant.page(404, *participant.NOT_FOUND_PAGE)
         return sosci.param_error(exc.message, dict(request.query_params))
     try:
         if params.get("act"):
