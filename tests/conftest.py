@@ -105,7 +105,7 @@ def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def db(app) -> Iterator[Session]:  # type: ignore[no-untyped-def]
     """A session on the app's database, for checking what was stored (and arranging, with commit)."""
-    with app.state.read_sessions() as session:
+    with app.state.database.read_sessions() as session:
         yield session
 
 
@@ -126,7 +126,7 @@ def make_admin(app, client: TestClient) -> Callable[..., Admin]:  # type: ignore
 
     def make(email: str | None = None, workspace: str = "Lab") -> Admin:
         email = email or f"owner-{uuid.uuid4().hex[:8]}@example.org"
-        with transaction(app.state.sessions) as session:
+        with transaction(app.state.database.sessions) as session:
             ws, _user = accounts.create_admin(session, email, PASSWORD, workspace)
         response = client.post(
             "/admin/v1/auth/token",

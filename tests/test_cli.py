@@ -21,7 +21,7 @@ from invitelink.models import Contact, Delivery, Mailing, Survey, utcnow
 from invitelink.services.deliveries import enqueue
 from invitelink.services.links import issue_token
 from invitelink.services.mailings import send_to_contacts
-from invitelink.services.supply_links import verify_redirect
+from invitelink.services.supplier_redirects import verify_redirect
 from tests.smtp_server import SmtpSink, free_port
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from invitelink.app import create_app
 from invitelink.config import Settings
 from invitelink.models import Participation, utcnow
-from invitelink.services.supply_links import verify_redirect
+from invitelink.services.supplier_redirects import verify_redirect
 from tests.conftest import Admin
 
 SUCCESS_KEYS = {"status", "message", "data"}

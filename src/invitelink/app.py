@@ -13,10 +13,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from invitelink import __version__
-from invitelink.api import participant, project, supply, trigger, unsubscribe
-from invitelink.api.admin import router as admin_router
 from invitelink.config import Settings
 from invitelink.db import Database
+from invitelink.families.registry import FAMILIES, renderer_for
+from invitelink.families.supply.rate_limit import RateLimiter
 from invitelink.limits import BodySizeLimit
 from invitelink.schema import is_at_head
 
@@ -52,17 +52,6 @@ TAGS = [
     {"name": "participation", "description": "Questionnaire callback and end redirect."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
-
-
-def render_body_limit(path: str, message: str) -> dict[str, object]:
-    """A 413 in the error format of the family that owns ``path``."""
-    if path.startswith("/admin/"):
-        return {"detail": message}
-    if path.startswith("/api/"):
-        return {"ok": False, "error": message}
-    if path.startswith(("/sandbox/", "/production/")):
-        return {"apiStatus": "error", "msg": message, "result": None}
-    return {"result": "error", "error": message, "url": None}
 
 
 def serving_app() -> FastAPI:
@@ -110,24 +99,17 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
     )
     app.state.settings = settings
     app.state.database = database
-    app.state.sessions = database.sessions
-    app.state.read_sessions = database.read_sessions
+    app.state.supply_limiter = RateLimiter(settings.supplier_requests_per_minute)
     app.add_middleware(
         BodySizeLimit,
         default=settings.max_body_bytes,
         overrides={"/contacts/import": settings.max_import_bytes},
-        render=render_body_limit,
+        render=renderer_for,
     )
-    # First: "/{project}/" is the hot path of shop integrations, and FastAPI tries routes in order (matching the
-    # admin API's 60 operations first cost a third of the event loop's time under create_link load). No
-    # other route has the shape "/<segment>/" (tests/test_routes.py), so this order shadows nothing.
-    app.include_router(project.router)
-    # Then the other machine-facing families; the admin API, whose routes all start with /admin/v1/ and which only
-    # people and back-office scripts call, is matched after them.
-    app.include_router(participant.router)
-    app.include_router(trigger.router)
-    app.include_router(supply.router)
-    app.include_router(unsubscribe.router)
+    # The families in the registry's order (families/registry.py says why the order matters).
+    for family in FAMILIES:
+        for router in family.routers:
+            app.include_router(router)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:
@@ -150,7 +132,8 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
             {"status": "ok" if ready else "unavailable", "detail": detail}, status_code=200 if ready else 503
         )
 
-    app.include_router(admin_router)
-    # Last: the slash-less "/{project}" redirect matches every one-segment path and must shadow none of them.
-    app.include_router(project.fallback_router)
+    # Last: routes that match too widely (the slash-less "/{project}" redirect matches every one-segment path).
+    for family in FAMILIES:
+        for router in family.fallback_routers:
+            app.include_router(router)
     return app

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from invitelink.group_commit import GroupCommitter
+from invitelink.group_commit import GroupCommitter, Lease
 
 T = TypeVar("T")
+P = ParamSpec("P")
 # Group-commit threads on PostgreSQL, each with its own connection: more than one keeps the hot paths going while
 # a batch waits on a row lock or on the network. (SQLite has one writer, so one thread.)
 PG_COMMIT_THREADS = 2
@@ -69,7 +71,17 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 class Database:
-    """The app's engines: one for writes and, on SQLite, a second for reads (the same one elsewhere)."""
+    """The app's engines and its one write seam.
+
+    Every transaction that writes begins and commits here, whoever asks: a family's use case
+    (``write``/``write_hot``), an admin request (``unit_of_work``), the worker and the CLI (``write_blocking`` from a
+    thread). So on SQLite one thread of the process writes at a time (the group committer's), and whatever must be
+    stored with a change (its lifecycle event, an outbox row) is written in the change's own transaction. Every
+    method returns only after the commit: nothing is answered that is not stored.
+
+    Reads go through ``read`` on a second engine on SQLite (the same one elsewhere), so readers never wait for the
+    writer.
+    """
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
@@ -80,28 +92,96 @@ class Database:
         self.sqlite = is_sqlite(url)
         self.committer = GroupCommitter(self.sessions, threads=1 if self.sqlite else PG_COMMIT_THREADS)
 
-    async def write(self, fn: Callable[[Session], T], *, short: bool = False) -> T:
-        """Run ``fn(session)`` in a committed transaction; its exception, if any, is re-raised here.
+    async def write(self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(session, *args, **kwargs)`` in a committed transaction; its exception, if any, is re-raised here.
 
-        SQLite: always through the group committer (one writer, one commit per batch). PostgreSQL: ``short`` jobs
-        (a few indexed statements: the hot paths) through a group committer too, with a few threads, so each
-        commit and its WAL flush serve a batch; any other job in a transaction of its own in the thread pool, so a
-        long job (a trigger batch of a thousand recipients) never holds up the hot paths.
+        SQLite: through the group committer (one writer, one commit per batch). PostgreSQL: in a transaction of
+        its own in the thread pool, so a long job (a trigger batch of a thousand recipients) never holds up the hot
+        paths.
         """
-        if self.sqlite or short:
-            return await asyncio.wrap_future(self.committer.submit(fn))
+        if self.sqlite:
+            return await asyncio.wrap_future(self.committer.submit(_bind(fn, *args, **kwargs)))
+        return await run_in_threadpool(self._transaction, _bind(fn, *args, **kwargs))
 
-        def run() -> T:
-            with transaction(self.sessions) as session:
-                return fn(session)
+    async def write_hot(self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``write`` for the hot paths (a few indexed statements): through a group committer on PostgreSQL too, with a
+        few threads, so each commit and its WAL flush serve a batch."""
+        return await asyncio.wrap_future(self.committer.submit(_bind(fn, *args, **kwargs)))
 
-        return await run_in_threadpool(run)
+    def write_blocking(self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``write`` for code that runs in a thread of its own (the CLI, the worker's threads): waits for the commit."""
+        if self.sqlite:
+            return self.committer.submit(_bind(fn, *args, **kwargs)).result()
+        return self._transaction(_bind(fn, *args, **kwargs))
+
+    async def read(self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(session, *args, **kwargs)`` on a read session in the thread pool; nothing it does is committed."""
+        return await run_in_threadpool(self._read, _bind(fn, *args, **kwargs))
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[Session]:
+        """A session in a transaction for the length of the block (an admin request: dependencies and endpoint),
+        committed when the block ends and rolled back when it raises; the block ends only after the commit.
+
+        On SQLite the session is the writer's, lent by the group committer, which writes nothing else meanwhile."""
+        lease: Lease | None = None
+        if self.sqlite:
+            lease = await _take_lease(self.committer.lease())
+            session = lease.session
+        else:
+            session = self.sessions()
+        try:
+            session.begin()
+            try:
+                yield session
+            except BaseException:
+                await run_in_threadpool(session.rollback)
+                raise
+            await run_in_threadpool(session.commit)
+        finally:
+            await run_in_threadpool(session.close)
+            if lease is not None:
+                lease.release()
+
+    def _transaction(self, job: Callable[[Session], T]) -> T:
+        with transaction(self.sessions) as session:
+            return job(session)
+
+    def _read(self, job: Callable[[Session], T]) -> T:
+        with self.read_sessions() as session:
+            return job(session)
 
     def dispose(self) -> None:
         self.committer.close()
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
+
+
+async def _take_lease(future: Future[Lease]) -> Lease:
+    """Wait for the writer's lease; if the waiting request is cancelled, a lease granted anyway is given back."""
+    try:
+        return await asyncio.shield(asyncio.wrap_future(future))
+    except asyncio.CancelledError:
+        if not future.cancel():
+            future.add_done_callback(_give_back)
+        raise
+
+
+def _give_back(done: Future[Lease]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        lease = done.result()
+        lease.session.close()
+        lease.release()
+
+
+def _bind(fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs) -> Callable[[Session], T]:
+    """``fn`` with its arguments, waiting for the session the seam opens."""
+
+    def job(session: Session) -> T:
+        return fn(session, *args, **kwargs)
+
+    return job
 
 
 @contextmanager

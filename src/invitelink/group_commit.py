@@ -6,8 +6,12 @@ their write job to this thread, which takes every job waiting, runs them in one 
 SAVEPOINT per job when one fails, so one job's error rolls back only that job), commits once for the batch, and
 then answers each request. A request is answered only after its work is committed.
 
-On PostgreSQL the hot paths use it too (Database.write(short=True)), with a few threads: one commit, and one WAL
-flush, per batch instead of per request, and no thread-pool hop and pool checkout per request.
+On PostgreSQL the hot paths use it too (Database.write_hot), with a few threads: one commit, and one WAL flush, per
+batch instead of per request, and no thread-pool hop and pool checkout per request.
+
+A request that needs the writer for longer than one job (an admin request: its dependencies and endpoint use one
+session) takes a lease: the thread hands it a session in a transaction of its own and waits, running nothing
+else, until the request has committed or rolled back. So on SQLite one thread of the process writes at a time.
 """
 
 from __future__ import annotations
@@ -28,12 +32,31 @@ MAX_BATCH = 128
 Job = tuple[Callable[[Session], Any], "Future[Any]"]
 
 
+class Lease:
+    """The writer's session, lent to one caller until it calls ``release()`` (after its commit or rollback)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait(self) -> None:
+        while not self._released.wait(LEASE_WARN_SECONDS):
+            log.warning("a write lease has been held for over %d s; every other write waits", LEASE_WARN_SECONDS)
+
+
+LeaseRequest = tuple[None, "Future[Lease]"]
+LEASE_WARN_SECONDS = 10
+
+
 class GroupCommitter:
     def __init__(self, sessions: sessionmaker[Session], max_batch: int = MAX_BATCH, threads: int = 1) -> None:
         self.sessions = sessions
         self.max_batch = max_batch
         self.threads = threads
-        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job | LeaseRequest | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.batches = 0
@@ -45,6 +68,14 @@ class GroupCommitter:
         future: Future[T] = Future()
         self._ensure_thread()
         self._queue.put((fn, future))
+        return future
+
+    def lease(self) -> Future[Lease]:
+        """The writer's session for as long as the caller holds it; the future resolves once it is the caller's
+        turn. The caller begins, commits or rolls back, closes the session and then calls ``release()``."""
+        future: Future[Lease] = Future()
+        self._ensure_thread()
+        self._queue.put((None, future))
         return future
 
     def _ensure_thread(self) -> None:
@@ -64,11 +95,16 @@ class GroupCommitter:
             worker.join(timeout=30)
 
     def _loop(self) -> None:
+        pending: Job | LeaseRequest | None = None
         while True:
-            first = self._queue.get()
+            first = pending if pending is not None else self._queue.get()
+            pending = None
             if first is None:
                 return
-            batch = [first]
+            if first[0] is None:
+                self._lend(first[1])
+                continue
+            batch: list[Job] = [first]
             stop = False
             while len(batch) < self.max_batch:
                 try:
@@ -78,10 +114,21 @@ class GroupCommitter:
                 if job is None:
                     stop = True
                     break
+                if job[0] is None:
+                    pending = job  # a lease waits for this batch, then runs alone
+                    break
                 batch.append(job)
             self._run(batch)
             if stop:
                 return
+
+    def _lend(self, future: Future[Lease]) -> None:
+        lease = Lease(self.sessions())
+        if not future.set_running_or_notify_cancel():
+            lease.session.close()
+            return
+        future.set_result(lease)
+        lease.wait()
 
     def _run(self, batch: list[Job]) -> None:
         # Fast path: the whole batch in one transaction without savepoints (a savepoint costs about a third of

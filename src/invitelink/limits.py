@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Renders the refusal in the error format of the API family that owns the path.
-BodyRenderer = Callable[[str, str], dict[str, object]]
+from invitelink.api.errors import Renderer
+
+# The error answer of the API family that owns a path.
+RendererFor = Callable[[str], Renderer]
 
 
 class BodySizeLimit:
     """413 for bodies over the limit, whether announced by Content-Length or streamed chunked."""
 
-    def __init__(self, app: ASGIApp, *, default: int, overrides: dict[str, int], render: BodyRenderer) -> None:
+    def __init__(self, app: ASGIApp, *, default: int, overrides: dict[str, int], render: RendererFor) -> None:
         self.app = app
         self.default = default
         self.overrides = overrides  # path suffix -> limit (bulk imports get more)
@@ -35,7 +36,7 @@ class BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._refuse(path, limit, send)
+            await self._refuse(scope, receive, path, limit, send)
             return
         received = 0
         exceeded = False
@@ -68,19 +69,8 @@ class BodySizeLimit:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await self._refuse(path, limit, send)
+            await self._refuse(scope, receive, path, limit, send)
 
-    async def _refuse(self, path: str, limit: int, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, path: str, limit: int, send: Send) -> None:
         message = f"request body is larger than {limit} bytes; send less per request"
-        body = json.dumps(self.render(path, message)).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await self.render(path)(413, message, None)(scope, receive, send)

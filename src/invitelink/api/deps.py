@@ -1,15 +1,14 @@
-"""Request-scoped dependencies shared by the adapters: settings and a database session per request."""
+"""What endpoints of every family take from the app: its settings and its database (the write seam), each as one
+``Annotated`` dependency alias, so they are reached one way everywhere."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import Annotated
 
-from fastapi import Request
-from sqlalchemy.orm import Session
+from fastapi import Depends, Request
 
 from invitelink.config import Settings
-
-READ_METHODS = frozenset({"GET", "HEAD"})
+from invitelink.db import Database
 
 
 def get_settings(request: Request) -> Settings:
@@ -17,21 +16,10 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the endpoint returns, rolled back when it raises.
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
 
-    GET and HEAD requests get a read transaction (on SQLite it does not take the write lock).
-    """
-    factory = request.app.state.read_sessions if request.method in READ_METHODS else request.app.state.sessions
-    session: Session = factory()
-    try:
-        yield session
-        if getattr(request.state, "rollback", False):
-            session.rollback()
-        else:
-            session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_database)]

@@ -22,6 +22,7 @@ from invitelink.services.errors import (
     Unauthorized,
 )
 
+READ_METHODS = frozenset({"GET", "HEAD"})
 STATUS_BY_ERROR: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
@@ -31,7 +32,8 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     RateLimited: 429,
 }
 
-Renderer = Callable[[Request, int, str, DomainError | None], Response]
+# A family's error answer for a status and a message (and the domain error, when there is one).
+Renderer = Callable[[int, str, DomainError | None], Response]
 
 log = logging.getLogger("invitelink.api")
 DATABASE_UNAVAILABLE = "the database is not ready or not reachable; try again shortly"
@@ -67,6 +69,19 @@ def log_unavailable(request: Request, exc: BaseException) -> None:
     log.warning("%s %s: database unavailable (%s)", request.method, request.url.path, type(exc).__name__)
 
 
+def storage_failure(request: Request, exc: Exception, render: Renderer) -> Response:
+    """A driver error as the family's answer: 400 for a value the database refused, 503 with Retry-After when the
+    database cannot serve. Anything else is a bug, and is raised again."""
+    if value_not_storable(exc):
+        return render(400, VALUE_NOT_STORABLE, None)
+    if not database_unavailable(exc):
+        raise exc
+    log_unavailable(request, exc)
+    response = render(503, DATABASE_UNAVAILABLE, None)
+    response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
 def status_of(exc: DomainError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
@@ -83,40 +98,40 @@ def validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def family_route(render: Renderer, *, validation_status: int = 400) -> type[APIRoute]:
+def family_route(render: Renderer, *, validation_status: int = 400, unit_of_work: bool = False) -> type[APIRoute]:
     """A route class for one API family: every DomainError and validation error is rendered by ``render``, and a
-    database that cannot serve gives 503 with Retry-After in the same format."""
+    database that cannot serve gives 503 with Retry-After in the same format.
+
+    ``unit_of_work``: a request that may write (any method but GET and HEAD) runs, dependencies and endpoint, in one
+    unit of work of the write seam (``Database.unit_of_work``, its session in ``request.state.session``), committed
+    before the answer leaves; an error rolls all of it back. Families whose endpoints hand named use cases to
+    ``Database.write`` leave it off."""
 
     class FamilyRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             original = super().get_route_handler()
 
+            async def run(request: Request) -> Response:
+                if not unit_of_work or request.method in READ_METHODS:
+                    return await original(request)
+                async with request.app.state.database.unit_of_work() as session:
+                    request.state.session = session
+                    return await original(request)
+
             async def handler(request: Request) -> Response:
                 try:
-                    return await original(request)
+                    return await run(request)
                 except DomainError as exc:
-                    # The error becomes a response here, before the session dependency closes: it must roll
-                    # the request's transaction back rather than commit half of it.
-                    request.state.rollback = True
-                    response = render(request, status_of(exc), exc.message, exc)
+                    response = render(status_of(exc), exc.message, exc)
                     if isinstance(exc, RateLimited):
                         response.headers["Retry-After"] = str(exc.retry_after)
                     if isinstance(exc, Unauthorized):
                         response.headers.setdefault("WWW-Authenticate", "Bearer")
                     return response
                 except RequestValidationError as exc:
-                    request.state.rollback = True
-                    return render(request, validation_status, validation_message(exc), None)
+                    return render(validation_status, validation_message(exc), None)
                 except Exception as exc:
-                    request.state.rollback = True
-                    if value_not_storable(exc):
-                        return render(request, 400, VALUE_NOT_STORABLE, None)
-                    if not database_unavailable(exc):
-                        raise
-                    log_unavailable(request, exc)
-                    response = render(request, 503, DATABASE_UNAVAILABLE, None)
-                    response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-                    return response
+                    return storage_failure(request, exc, render)
 
             return handler
 

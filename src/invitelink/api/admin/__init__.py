@@ -6,6 +6,7 @@ from invitelink.api.admin import (
     api_accesses,
     auth,
     contacts,
+    errors,
     industries,
     mailings,
     results,
@@ -15,6 +16,7 @@ from invitelink.api.admin import (
     trigger_tokens,
     workspaces,
 )
+from invitelink.api.family import Family
 
 router = APIRouter(prefix="/admin/v1")
 for module in (
@@ -33,4 +35,6 @@ for module in (
     router.include_router(module.router)
 router.include_router(suppliers.questions_router)
 
-__all__ = ["router"]
+ADMIN = Family(name="admin", prefixes=("/admin/",), routers=(router,), render_error=errors.render)
+
+__all__ = ["ADMIN", "router"]

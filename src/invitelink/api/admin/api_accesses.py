@@ -5,15 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from pydantic import Field, StringConstraints
 from sqlalchemy import select
 
 from invitelink.api.admin.deps import Db, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import Input, Output, Page
-from invitelink.api.deps import get_settings
-from invitelink.config import Settings
+from invitelink.api.deps import SettingsDep
 from invitelink.models import ApiAccess
 from invitelink.services import api_accesses
 from invitelink.services.pagination import DEFAULT_LIMIT, paginate
@@ -60,9 +59,7 @@ def list_accesses(
 
 
 @router.post("", response_model=ApiAccessCreated, status_code=201, summary="Create an API access (API URL)")
-def create_access(
-    body: ApiAccessIn, survey: WritableSurvey, db: Db, settings: Annotated[Settings, Depends(get_settings)]
-) -> ApiAccessCreated:
+def create_access(body: ApiAccessIn, survey: WritableSurvey, db: Db, settings: SettingsDep) -> ApiAccessCreated:
     access, key = api_accesses.create_access(db, survey, body.function, body.mailing_id, body.subgroup, body.anonymous)
     return ApiAccessCreated.model_validate(
         {

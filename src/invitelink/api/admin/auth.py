@@ -12,8 +12,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from invitelink.api.admin.deps import CurrentPrincipal, Db
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import MeOut, TokenOut, UserOut, WorkspaceOut
-from invitelink.api.deps import get_settings
-from invitelink.config import Settings
+from invitelink.api.deps import SettingsDep
 from invitelink.models import User
 from invitelink.services import accounts
 from invitelink.services.errors import InvalidInput
@@ -43,7 +42,7 @@ def _workspace_from_scopes(scopes: list[str]) -> int | None:
 def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     db: Db,
-    settings: Annotated[Settings, Depends(get_settings)],
+    settings: SettingsDep,
 ) -> TokenOut:
     ttl = timedelta(hours=settings.admin_session_hours)
     token, row = accounts.login(db, form.username, form.password, _workspace_from_scopes(form.scopes), ttl)

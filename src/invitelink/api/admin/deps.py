@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
-from invitelink.api.deps import get_db
 from invitelink.models import Survey
 from invitelink.services import accounts, surveys
 from invitelink.services.accounts import Principal
 from invitelink.services.errors import Forbidden, Unauthorized
 from invitelink.services.pagination import MAX_LIMIT
 
+
+def get_session(request: Request) -> Iterator[Session]:
+    """The request's session: the unit of work's for a request that may write (the admin route class opens it, and
+    commits it before answering), a read session for GET and HEAD."""
+    session: Session | None = getattr(request.state, "session", None)
+    if session is not None:
+        yield session
+        return
+    with request.app.state.database.read_sessions() as reader:
+        yield reader
+
+
 oauth2 = OAuth2PasswordBearer(tokenUrl="/admin/v1/auth/token", auto_error=False)
 
-Db = Annotated[Session, Depends(get_db)]
+Db = Annotated[Session, Depends(get_session)]
 # The page size of every admin list.
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 

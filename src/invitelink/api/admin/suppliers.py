@@ -7,14 +7,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from pydantic import EmailStr, Field, StringConstraints
 from sqlalchemy import select
 
 from invitelink.api.admin.deps import Admin, CurrentPrincipal, Db, Editor, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import Country, Input, Name, Output, Page
-from invitelink.api.deps import get_settings
+from invitelink.api.deps import SettingsDep
 from invitelink.config import Settings
 from invitelink.models import Allocation, Question, QuestionOption, Supplier, SupplierKey, Survey
 from invitelink.services import suppliers
@@ -23,7 +23,6 @@ from invitelink.services.pagination import DEFAULT_LIMIT, paginate
 
 router = APIRouter(prefix="/suppliers", tags=["suppliers"], route_class=AdminRoute)
 questions_router = APIRouter(prefix="/surveys/{survey_id}/questions", tags=["suppliers"], route_class=AdminRoute)
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 Url = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 
 

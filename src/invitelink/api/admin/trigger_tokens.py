@@ -5,15 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from pydantic import Field
 from sqlalchemy import select
 
 from invitelink.api.admin.deps import Db, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import Input, LongText, Name, Output, Page, ShortText
-from invitelink.api.deps import get_settings
-from invitelink.config import Settings
+from invitelink.api.deps import SettingsDep
 from invitelink.models import TriggerToken
 from invitelink.services import trigger_tokens
 from invitelink.services.pagination import DEFAULT_LIMIT, paginate
@@ -72,9 +71,7 @@ def list_tokens(
 
 
 @router.post("", response_model=TriggerTokenCreated, status_code=201, summary="Create a trigger token")
-def create_token(
-    body: TriggerTokenIn, survey: WritableSurvey, db: Db, settings: Annotated[Settings, Depends(get_settings)]
-) -> TriggerTokenCreated:
+def create_token(body: TriggerTokenIn, survey: WritableSurvey, db: Db, settings: SettingsDep) -> TriggerTokenCreated:
     token, secret = trigger_tokens.create_token(db, survey, **body.model_dump())
     return TriggerTokenCreated.model_validate(
         {

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import select
 
 from invitelink.api.admin.deps import Admin, CurrentPrincipal, Db, Limit
@@ -20,8 +19,7 @@ from invitelink.api.admin.schemas import (
     WorkspaceIn,
     WorkspaceOut,
 )
-from invitelink.api.deps import get_settings
-from invitelink.config import Settings
+from invitelink.api.deps import SettingsDep
 from invitelink.models import Membership, User
 from invitelink.services import accounts
 from invitelink.services.errors import NotFound
@@ -54,7 +52,7 @@ def switch_workspace(
     workspace_id: int,
     db: Db,
     principal: CurrentPrincipal,
-    settings: Annotated[Settings, Depends(get_settings)],
+    settings: SettingsDep,
 ) -> TokenOut:
     user = db.get(User, principal.user_id)
     assert user is not None

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
+from fastapi.responses import JSONResponse, Response
 
+from invitelink.api.deps import DatabaseDep, SettingsDep
 from invitelink.api.errors import family_route
 from invitelink.api.params import bearer, json_object, reject_nul
-from invitelink.api.participant import render_error
 from invitelink.config import Settings
+from invitelink.families.trigger import calls
 from invitelink.models import utcnow
-from invitelink.services import trigger_tokens, triggers
-from invitelink.services.errors import InvalidInput
+from invitelink.services.errors import DomainError, InvalidInput
 
-log = logging.getLogger("invitelink.trigger")
+
+def render_error(status: int, message: str, _exc: DomainError | None = None) -> Response:
+    """The trigger API's error body, ``{"ok": false, "error": …}``, whatever the status."""
+    return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+
 router = APIRouter(tags=["trigger API"], route_class=family_route(render_error))
 PATH = "/api/invitation-trigger"
 
@@ -68,8 +71,8 @@ def _secret(request: Request, body: dict[str, Any]) -> str | None:
     return None
 
 
-def limits_of(settings: Settings) -> triggers.Limits:
-    return triggers.Limits(
+def limits_of(settings: Settings) -> calls.Limits:
+    return calls.Limits(
         max_recipients=settings.trigger_max_recipients,
         batches_per_minute=settings.trigger_flood_batches_per_minute,
         recipients_per_hour=settings.trigger_flood_recipients_per_hour,
@@ -120,34 +123,17 @@ def limits_of(settings: Settings) -> triggers.Limits:
         503: {"description": "Database not ready"},
     },
 )
-async def invitation_trigger(request: Request) -> JSONResponse:
-    settings: Settings = request.app.state.settings
+async def invitation_trigger(request: Request, database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     body = await _body(request)
-    secret = _secret(request, body)
     limits = limits_of(settings)
-    # Validated here, outside the (on SQLite single) writer; reported after the token, so a caller without a
-    # valid token learns about the token first.
-    parsed: triggers.TriggerRequest | None = None
-    invalid: InvalidInput | None = None
+    # Validated here, outside the (on SQLite single) writer.
+    parsed: calls.TriggerRequest | InvalidInput
     try:
-        parsed = triggers.parse_request(body, limits, utcnow())
+        parsed = calls.parse_request(body, limits, utcnow())
     except InvalidInput as exc:
-        invalid = exc
-
-    def work(session: Session) -> dict[str, Any]:
-        caller = trigger_tokens.authenticate(session, secret)
-        if invalid is not None:
-            raise invalid
-        assert parsed is not None
-        mailing = triggers.queue_batch(session, caller, parsed, limits, utcnow())
-        # The token's prefix and the batch id only: never a link or a secret.
-        log.info(
-            "trigger %s queued batch %s (%d recipients)", caller.token.prefix, mailing.uuid, len(parsed.recipients)
-        )
-        return triggers.batch_summary(mailing)
-
+        parsed = exc
     # A database that cannot serve becomes 503 with Retry-After in the route class (api/errors.py).
-    return JSONResponse(await request.app.state.database.write(work))
+    return JSONResponse(await database.write(calls.trigger, _secret(request, body), parsed, limits))
 
 
 @router.api_route(PATH, methods=["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"], include_in_schema=False)

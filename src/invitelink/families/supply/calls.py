@@ -6,6 +6,7 @@ panelists and participations; sandbox and production never mix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from invitelink.families.supply.entry import survey_link
 from invitelink.models import (
     Allocation,
     Industry,
@@ -29,7 +31,6 @@ from invitelink.services.errors import Forbidden, InvalidInput, NotFound, Unauth
 from invitelink.services.fields import whole_number
 from invitelink.services.identity import normalize_email
 from invitelink.services.suppliers import KEY_PREFIXES, REDIRECT_COLUMNS, limits_of
-from invitelink.services.supply_links import survey_link
 
 MAX_PER_PAGE = 100
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -460,3 +461,31 @@ def survey_stats_by_participant(session: Session, caller: Caller, body: dict[str
     if not known and panelist is None:
         raise NotFound("Participant not found")
     return _participations(session, caller, body, Participation.pid == pid)
+
+
+def call(session: Session, key: str | None, environment: str, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One call of a reading endpoint or of add_participant (the only write): authenticate, then the endpoint's
+    ``data``."""
+    return ENDPOINTS[endpoint](session, authenticate(session, key, environment), body)
+
+
+def call_generate_survey_url(
+    session: Session, key: str | None, environment: str, body: dict[str, Any], public_url: str, server_secret: bytes
+) -> dict[str, Any]:
+    return generate_survey_url(session, authenticate(session, key, environment), body, public_url, server_secret)
+
+
+Endpoint = Callable[[Session, Caller, dict[str, Any]], dict[str, Any]]
+ENDPOINTS: dict[str, Endpoint] = {
+    "allocated_survey": allocated_survey,
+    "get_survey_by_id": get_survey_by_id,
+    "survey_by_date": survey_by_date,
+    "get_industries": get_industries,
+    "get_redirects": get_redirects,
+    "view_participants": view_participants,
+    "survey_stats": survey_stats,
+    "survey_stats_by_id": survey_stats_by_id,
+    "survey_stats_by_participant": survey_stats_by_participant,
+    "add_participant": add_participant,
+}
+WRITES = frozenset({"add_participant"})

@@ -7,6 +7,7 @@ a refused call leaves nothing behind, an accepted one is complete.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import uuid
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from typing import Any, cast
 from sqlalchemy import Connection, CursorResult, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from invitelink.models import Contact, Delivery, Mailing, TriggerToken
+from invitelink.models import Contact, Delivery, Mailing, TriggerToken, utcnow
+from invitelink.services import trigger_tokens
 from invitelink.services.contacts import CONTACT_INSERT_COLUMNS, new_serial
 from invitelink.services.deliveries import enqueue_token_holders
 from invitelink.services.errors import InvalidInput, RateLimited
@@ -35,6 +37,8 @@ MAX_REMINDER_DAYS = 365
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # SQLite allows 32766 bound parameters per statement; IN lists stay well below.
 CHUNK = 500
+
+log = logging.getLogger("invitelink.trigger")
 
 
 @dataclass(frozen=True)
@@ -336,3 +340,19 @@ def batch_summary(mailing: Mailing) -> dict[str, Any]:
         "message": "Invitation queued.",
         "batch": {"uuid": mailing.uuid, "scheduled_at": format_time(mailing.scheduled_at), "status": "queued"},
     }
+
+
+def trigger(
+    session: Session, secret: str | None, parsed: TriggerRequest | InvalidInput, limits: Limits
+) -> dict[str, Any]:
+    """One trigger call: authenticate the token, then queue the batch; the success body's ``batch``.
+
+    ``parsed`` is the body validated before the writer, or its error, which is raised only after the token check,
+    so a caller without a valid token learns about the token first."""
+    caller = trigger_tokens.authenticate(session, secret)
+    if isinstance(parsed, InvalidInput):
+        raise parsed
+    mailing = queue_batch(session, caller, parsed, limits, utcnow())
+    # The token's prefix and the batch id only: never a link or a secret.
+    log.info("trigger %s queued batch %s (%d recipients)", caller.token.prefix, mailing.uuid, len(parsed.recipients))
+    return batch_summary(mailing)

@@ -6,18 +6,17 @@ from __future__ import annotations
 import html
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.orm import Session
 
+from invitelink.api.deps import DatabaseDep, SettingsDep
 from invitelink.api.errors import family_route
-from invitelink.api.participant import NO_STORE, page
-from invitelink.services import unsubscribe
+from invitelink.families.participant import calls
+from invitelink.families.participant.pages import NO_STORE, page
 from invitelink.services.errors import DomainError
 
 
-def render_error(_request: Request, status: int, message: str, _exc: DomainError | None) -> Response:
+def render_error(status: int, message: str, _exc: DomainError | None = None) -> Response:
     """People read these answers in a browser (or a mail client posts to it): pages, not JSON."""
     return page(status, "Please try again shortly" if status == 503 else "Unsubscribe", message)
 
@@ -28,14 +27,8 @@ Token = Annotated[str, Query(alias="u", max_length=64)]
 
 
 @router.get("/unsubscribe", summary="Unsubscribe: confirmation page", response_class=HTMLResponse)
-async def confirm(request: Request, u: Token = "") -> Response:
-    secret = request.app.state.settings.server_secret
-
-    def read() -> bool:
-        with request.app.state.read_sessions() as session:
-            return unsubscribe.resolve(session, secret, u) is not None
-
-    if not await run_in_threadpool(read):
+async def confirm(database: DatabaseDep, settings: SettingsDep, u: Token = "") -> Response:
+    if not await database.read(calls.unsubscribe_link_valid, settings.server_secret, u):
         return page(404, *INVALID)
     body = (
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>Unsubscribe</title></head><body "
@@ -48,15 +41,7 @@ async def confirm(request: Request, u: Token = "") -> Response:
 
 
 @router.post("/unsubscribe", summary="Unsubscribe (one-click, RFC 8058)", response_class=HTMLResponse)
-async def unsubscribe_now(request: Request, u: Token = "") -> Response:
-    secret = request.app.state.settings.server_secret
-
-    def work(session: Session) -> bool:
-        found = unsubscribe.resolve(session, secret, u)
-        if found is not None:
-            unsubscribe.suppress(session, *found)
-        return found is not None
-
-    if not await request.app.state.database.write(work):
+async def unsubscribe_now(database: DatabaseDep, settings: SettingsDep, u: Token = "") -> Response:
+    if not await database.write(calls.unsubscribe_now, settings.server_secret, u):
         return page(404, *INVALID)
     return page(200, "Unsubscribed", "You will not receive further invitations from this sender.")

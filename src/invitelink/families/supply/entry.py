@@ -1,5 +1,6 @@
-"""Supplier traffic: signed survey links (``sid`` + ``security_code``), admission with per-country limits, and the
-HMAC-signed redirects back to the supplier."""
+"""Supplier traffic coming in: signed survey links (``sid`` + ``security_code``) and admission at
+/survey/letdosurvey with per-country limits. The signed redirects back to the supplier are a shared service
+(services/supplier_redirects.py), since the end redirect of every participant uses them too."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import hmac
 import re
 from dataclasses import dataclass
 from hashlib import sha256
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -17,22 +18,16 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Allocation, Panelist, Participation, Quota, Supplier, Survey, Token
 from invitelink.security import constant_time_equal, derive_key, random_code
+from invitelink.services import supplier_redirects
 from invitelink.services.links import TOKEN_LENGTH, questionnaire_redirect
 from invitelink.services.participation import record_click
-from invitelink.services.suppliers import REDIRECT_COLUMNS, hmac_secret
+from invitelink.services.supplier_redirects import OUTCOME_REDIRECT, REDIRECT_OUTCOME
 
 SECURITY_CODE_LENGTH = 16
 PID_PLACEHOLDER = "[%%pid%%]"
 MAX_PID_LENGTH = 128
 # Participations that hold a place under a country limit: in progress or completed.
 COUNTED = ("clicked", "started", "completed")
-OUTCOME_REDIRECT = {
-    "completed": "success",
-    "terminated": "terminate",
-    "quotafull": "quotafull",
-    "security": "security_check",
-}
-REDIRECT_OUTCOME = {redirect: status for status, redirect in OUTCOME_REDIRECT.items()}
 _PID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
@@ -51,24 +46,6 @@ def survey_link(public_url: str, server_secret: bytes, survey: Survey, supplier:
     return f"{public_url}/survey/letdosurvey?{query}&PID={PID_PLACEHOLDER}"
 
 
-def sign_redirect(template: str, pid: str, secret: str) -> str:
-    """``{uid}`` = the PID; ``{hmac}`` = hex HMAC-SHA256 (key: the supplier's secret) of the URL with ``{uid}``
-    filled and ``{hmac}`` left empty."""
-    unsigned = template.replace("{uid}", quote(pid, safe=""))
-    signature = hmac.new(secret.encode(), unsigned.replace("{hmac}", "").encode(), sha256).hexdigest()
-    return unsigned.replace("{hmac}", signature)
-
-
-def verify_redirect(url: str, secret: str) -> bool:
-    """What a supplier does on receipt: recompute the signature over the URL with ``hmac=`` emptied."""
-    match = re.search(r"([?&]hmac=)([0-9a-f]{64})", url)
-    if match is None:
-        return False
-    unsigned = url[: match.start(2)] + url[match.end(2) :]
-    expected = hmac.new(secret.encode(), unsigned.encode(), sha256).hexdigest()
-    return constant_time_equal(expected, match.group(2))
-
-
 @dataclass(frozen=True)
 class Outcome:
     """Where the entrant goes: the questionnaire, a supplier redirect, or an error page (``page`` set)."""
@@ -79,10 +56,8 @@ class Outcome:
 
 
 def _supplier_redirect(server_secret: bytes, supplier: Supplier, outcome: str, pid: str) -> Outcome:
-    template = getattr(supplier, REDIRECT_COLUMNS[outcome])
-    if not template:
-        return Outcome(page=REDIRECT_OUTCOME[outcome])
-    return Outcome(url=sign_redirect(template, pid, hmac_secret(server_secret, supplier)))
+    url = supplier_redirects.redirect_url(server_secret, supplier, outcome, pid)
+    return Outcome(url=url) if url is not None else Outcome(page=REDIRECT_OUTCOME[outcome])
 
 
 def decode_sid(sid: str) -> tuple[str, str, str] | None:
@@ -221,20 +196,3 @@ def enter(
             return _supplier_redirect(server_secret, supplier, "quotafull", pid)
     participation = _record(session, survey, supplier, environment, pid, country, "clicked")
     return Outcome(url=questionnaire_redirect(survey.questionnaire_url, _click(session, participation, ip, user_agent)))
-
-
-def end_redirect(session: Session, server_secret: bytes, token_code: str) -> str | None:
-    """After the end redirect recorded the outcome: the supplier's signed redirect for it, if this is supplier
-    traffic with an outcome and a configured redirect."""
-    row = session.execute(
-        select(Participation, Supplier)
-        .join(Token, Token.id == Participation.token_id)
-        .join(Supplier, Supplier.id == Participation.supplier_id)
-        .where(Token.code == token_code)
-    ).first()
-    if row is None:
-        return None
-    participation, supplier = row
-    if participation.status not in OUTCOME_REDIRECT or not participation.pid:
-        return None
-    return _supplier_redirect(server_secret, supplier, OUTCOME_REDIRECT[participation.status], participation.pid).url

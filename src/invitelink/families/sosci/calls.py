@@ -1,5 +1,6 @@
-"""The four SoSci mailing-API functions over the shared model: create_link, send_mail, serial_status,
-address_status. Plain dicts in the seed's shapes; the adapter only adds HTTP."""
+"""The SoSci mailing API's use cases: resolve an API URL's key and run its function (create_link, send_mail,
+serial_status, address_status) over the shared model. Ok bodies are plain dicts in the API's shapes; errors are
+domain errors, which the routes render with the function's error shape."""
 
 from __future__ import annotations
 
@@ -11,15 +12,62 @@ from sqlalchemy import Connection, Select, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Delivery, Mailing, Participation, Token, utcnow
+from invitelink.services import api_accesses
 from invitelink.services.api_accesses import AccessInfo
 from invitelink.services.contacts import CONTACT_INSERT_COLUMNS, new_serial
 from invitelink.services.deliveries import enqueue
-from invitelink.services.errors import InvalidInput, NotFound
+from invitelink.services.errors import DomainError, InvalidInput, NotFound
 from invitelink.services.identity import Features
 from invitelink.services.links import issue_token_code, personal_link
 from invitelink.services.upsert import insert_ignore
 
 MISSING_IDENTIFICATION = "Request must specify email, mobile, or uid"
+LINK_FUNCTIONS = ("create_link", "send_mail")
+ECHOED = ("serial", "email", "mobile", "uid")
+
+
+class CallError(Exception):
+    """A domain error while running ``function``: raised, not returned, so the job's savepoint rolls back, and
+    carrying the function so the route answers in that function's error shape."""
+
+    def __init__(self, function: str, error: DomainError) -> None:
+        super().__init__(error.message)
+        self.function = function
+        self.error = error
+
+
+def call_link_function(
+    session: Session, project: str, key: str, public_url: str, features: Features | DomainError
+) -> dict[str, Any] | AccessInfo:
+    """Resolve ``key`` and, for create_link and send_mail, run the function: its ok body. For a status function,
+    the access (the route reads it on the read engine). One job on the hot path: on SQLite the single writer is
+    the bottleneck, and a second job for the key lookup would cost another hop to it.
+
+    ``features`` is the identification parsed before the writer, or the error parsing it gave."""
+    access = api_accesses.resolve(session, project, key)
+    if access.function not in LINK_FUNCTIONS:
+        return access
+    try:
+        if isinstance(features, DomainError):
+            raise features
+        handler = create_link if access.function == "create_link" else send_mail
+        return handler(session, public_url, access, features)
+    except DomainError as exc:
+        raise CallError(access.function, exc) from exc
+
+
+def call_status_function(
+    session: Session, access: AccessInfo, params: dict[str, str], features: Features | DomainError
+) -> dict[str, Any]:
+    """serial_status or address_status, read only."""
+    if access.function == "serial_status":
+        if not params.get("serial"):
+            raise InvalidInput("Request must specify serial")
+        return serial_status(session, access.survey_id, params["serial"])
+    if isinstance(features, DomainError):
+        raise features
+    found = address_status(session, access.survey_id, params.get("serial"), features)
+    return {"result": "ok", **{k: params.get(k) for k in ECHOED}, **found, "error": None}
 
 
 @cache

@@ -1,0 +1,142 @@
+"""The R4I-style supply API: POST PUBLIC_URL/{sandbox|production}/v1/{endpoint}, and the entry link
+/survey/letdosurvey that its generated survey links point to."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from invitelink.api.deps import DatabaseDep, SettingsDep
+from invitelink.api.errors import family_route
+from invitelink.api.params import bearer, json_object
+from invitelink.config import Settings
+from invitelink.db import Database
+from invitelink.families.participant.pages import END_PAGES, INCOMPLETE_PAGE, NO_STORE, NOT_FOUND_PAGE, page
+from invitelink.families.supply import calls, entry
+from invitelink.families.supply.rate_limit import RateLimiter
+from invitelink.security import digest
+from invitelink.services.errors import DomainError, NotFound
+
+ENVIRONMENTS = ("sandbox", "production")
+SUCCESS = "Request processed successfully"
+DESCRIPTIONS = {
+    "allocated_survey": "Active surveys allocated to you, with limits (page, per_page).",
+    "get_survey_by_id": "One allocated survey with its targeting questions (survey_id).",
+    "survey_by_date": "Allocated surveys created or active on a date (date: YYYY-MM-DD); at most 1,000.",
+    "get_industries": "The industry list.",
+    "get_redirects": "Your redirect URLs (supplier_id, email).",
+    "view_participants": "Your registered participants (supplier_id, page, per_page).",
+    "survey_stats": "Aggregate statistics of all your traffic (supplier_id).",
+    "survey_stats_by_id": "Participations in one survey (supplier_id, project_id, page, per_page).",
+    "survey_stats_by_participant": "One participant's participations (supplier_id, participant_id, page, per_page).",
+    "add_participant": "Register or update a participant (supplier_id, pid, profile).",
+    "generate_survey_url": "A signed survey link for an allocated survey (survey_id, supplier_id); replace "
+    "[%%pid%%] with the PID.",
+}
+ENDPOINTS = tuple(DESCRIPTIONS)
+
+
+def render_error(status: int, message: str, _exc: DomainError | None = None) -> Response:
+    """The supply API's error body, ``{"apiStatus": "error", "msg": …, "result": null}``."""
+    return JSONResponse({"apiStatus": "error", "msg": message, "result": None}, status_code=status)
+
+
+router = APIRouter(route_class=family_route(render_error))
+
+
+async def _call(
+    request: Request, database: Database, settings: Settings, environment: str, endpoint: str
+) -> JSONResponse:
+    key = bearer(request)
+    if key is not None:
+        limiter: RateLimiter = request.app.state.supply_limiter
+        limiter.check(digest(key))
+    body = json_object(await request.body())
+    if endpoint == "generate_survey_url":
+        data = await database.read(
+            calls.call_generate_survey_url, key, environment, body, settings.public_url, settings.server_secret
+        )
+        return JSONResponse({"status": "success", "message": "Survey link generated successfully", "data": data})
+    run = database.write if endpoint in calls.WRITES else database.read
+    data = await run(calls.call, key, environment, endpoint, body)
+    return JSONResponse({"status": "success", "message": SUCCESS, "data": data})
+
+
+def _register(environment: str, endpoint: str, description: str) -> None:
+    async def endpoint_handler(request: Request, database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
+        return await _call(request, database, settings, environment, endpoint)
+
+    router.add_api_route(
+        f"/{environment}/v1/{endpoint}",
+        endpoint_handler,
+        methods=["POST"],
+        name=f"{environment}_{endpoint}",
+        summary=endpoint,
+        description=f"{description}\n\n`Authorization: Bearer "
+        f"{'R4I_TEST_' if environment == 'sandbox' else 'R4I_LIVE_'}…`; JSON body. Success: "
+        '`{"status": "success", "message": …, "data": …}`. Errors: `{"apiStatus": "error", "msg": …, '
+        '"result": null}` with 400, 401, 403, 404, 405, 429.',
+        tags=[f"supplier API ({environment})"],
+    )
+
+
+for _environment in ENVIRONMENTS:
+    for _name, _description in DESCRIPTIONS.items():
+        _register(_environment, _name, _description)
+
+
+def _register_fallback(environment: str) -> None:
+    async def other(request: Request, endpoint: str) -> JSONResponse:
+        """Wrong method on a real endpoint: 405 with Allow; anything else under the base URL: 404."""
+        if endpoint in ENDPOINTS and request.method != "POST":
+            return JSONResponse(
+                {"apiStatus": "error", "msg": f"Method {request.method} not allowed; use POST", "result": None},
+                status_code=405,
+                headers={"Allow": "POST"},
+            )
+        raise NotFound(f"Unknown endpoint: {endpoint or '(none)'}")
+
+    router.add_api_route(
+        f"/{environment}/v1/{{endpoint:path}}",
+        other,
+        methods=["GET", "PUT", "PATCH", "DELETE", "POST", "HEAD", "OPTIONS"],
+        include_in_schema=False,
+        name=f"{environment}_fallback",
+    )
+
+
+for _environment in ENVIRONMENTS:
+    _register_fallback(_environment)
+
+
+@router.get(
+    "/survey/letdosurvey",
+    tags=["participation"],
+    summary="Entry of supplier traffic (the link generate_survey_url hands out)",
+    description="Checks the signed `sid`/`security_code`, records the click, applies the per-country limit and "
+    "redirects to the questionnaire; a forged link goes to the supplier's security_check redirect, an entrant over "
+    "the limit to its quotafull redirect.",
+    response_class=RedirectResponse,
+    status_code=302,
+)
+async def letdosurvey(
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    sid: Annotated[str, Query(max_length=400)] = "",
+    security_code: Annotated[str, Query(max_length=100)] = "",
+    pid: Annotated[str, Query(alias="PID", max_length=400)] = "",
+) -> Response:
+    ip = request.client.host if request.client else None
+    outcome = await database.write_hot(
+        entry.enter, settings.server_secret, sid, security_code, pid, ip, request.headers.get("user-agent")
+    )
+    if outcome.url is not None:
+        return RedirectResponse(outcome.url, status_code=302, headers=NO_STORE)
+    if outcome.page == "bad_pid":
+        return page(400, *INCOMPLETE_PAGE)
+    if outcome.page == "missing":
+        return page(404, *NOT_FOUND_PAGE)
+    return page(200, *END_PAGES[outcome.page or "security"])
