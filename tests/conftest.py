@@ -5,21 +5,23 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from invitelink.app import create_app
 from invitelink.config import Settings
 from invitelink.db import make_engine, make_sessionmaker, transaction
+from invitelink.migrate import upgrade_to_head
 from invitelink.models import Base
-from invitelink.schema import upgrade_to_head
 from invitelink.services import accounts
 
 PG_URL = os.environ.get("INVITELINK_TEST_DATABASE_URL")
@@ -87,23 +89,23 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         secret_key="test-server-secret",
         var_dir=tmp_path / "var",
         worker="off",
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 
 @pytest.fixture
-def app(settings: Settings):  # type: ignore[no-untyped-def]
+def app(settings: Settings) -> FastAPI:
     return create_app(settings)
 
 
 @pytest.fixture
-def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as c:
         yield c
 
 
 @pytest.fixture
-def db(app) -> Iterator[Session]:  # type: ignore[no-untyped-def]
+def db(app: FastAPI) -> Iterator[Session]:
     """A session on the app's database, for checking what was stored (and arranging, with commit)."""
     with app.state.database.read_sessions() as session:
         yield session
@@ -120,8 +122,20 @@ class Admin:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+class MakeAdmin(Protocol):
+    """The ``make_admin`` fixture: an owner of a new workspace, logged in."""
+
+    def __call__(self, email: str | None = None, workspace: str = "Lab") -> Admin: ...
+
+
+class MakeSurvey(Protocol):
+    """The ``make_survey`` fixture: a survey created through the admin API; returns its JSON body."""
+
+    def __call__(self, admin: Admin, **fields: Any) -> dict[str, Any]: ...
+
+
 @pytest.fixture
-def make_admin(app, client: TestClient) -> Callable[..., Admin]:  # type: ignore[no-untyped-def]
+def make_admin(app: FastAPI, client: TestClient) -> MakeAdmin:
     """An owner of a new workspace, logged in through the real token endpoint."""
 
     def make(email: str | None = None, workspace: str = "Lab") -> Admin:
@@ -139,23 +153,27 @@ def make_admin(app, client: TestClient) -> Callable[..., Admin]:  # type: ignore
 
 
 @pytest.fixture
-def admin(make_admin: Callable[..., Admin]) -> Admin:
+def admin(make_admin: MakeAdmin) -> Admin:
     return make_admin()
 
 
 @pytest.fixture
-def make_survey(client: TestClient) -> Callable[..., dict]:  # type: ignore[type-arg]
-    def make(admin: Admin, **fields: object) -> dict:  # type: ignore[type-arg]
-        body = {"title": "Customer survey", "questionnaire_url": "https://q.example.org/s?token={token}"}
+def make_survey(client: TestClient) -> MakeSurvey:
+    def make(admin: Admin, **fields: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "title": "Customer survey",
+            "questionnaire_url": "https://q.example.org/s?token={token}",
+        }
         body.update(fields)
         response = client.post("/admin/v1/surveys", json=body, headers=admin.headers)
         assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
+        survey: dict[str, Any] = response.json()
+        return survey
 
     return make
 
 
-def engine_for(url: str):  # type: ignore[no-untyped-def]
+def engine_for(url: str) -> Engine:
     return make_engine(url, pool_size=2)
 
 

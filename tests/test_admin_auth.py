@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import AdminSession, User, utcnow
 from invitelink.security import digest
-from tests.conftest import PASSWORD, Admin
+from tests.conftest import PASSWORD, Admin, MakeAdmin, MakeSurvey
 
 
 def test_password_login_returns_a_token_that_works_and_is_stored_as_digest(
@@ -58,7 +58,7 @@ def test_missing_and_garbage_tokens_are_401(client: TestClient, admin: Admin) ->
     assert client.get("/admin/v1/surveys", headers={"Authorization": "Bearer ilk_garbage"}).status_code == 401
 
 
-def test_viewer_reads_but_cannot_change_anything(client: TestClient, admin: Admin, make_survey) -> None:  # type: ignore[no-untyped-def]
+def test_viewer_reads_but_cannot_change_anything(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     survey = make_survey(admin)
     added = client.post(
         "/admin/v1/members",
@@ -119,7 +119,7 @@ def test_adding_unknown_user_without_password_says_what_to_do(client: TestClient
     assert "give a password" in response.json()["detail"]
 
 
-def test_workspace_switch_needs_membership(client: TestClient, admin: Admin, make_admin) -> None:  # type: ignore[no-untyped-def]
+def test_workspace_switch_needs_membership(client: TestClient, admin: Admin, make_admin: MakeAdmin) -> None:
     created = client.post("/admin/v1/workspaces", json={"name": "Second"}, headers=admin.headers)
     assert created.status_code == 201
     switched = client.post(f"/admin/v1/workspaces/{created.json()['id']}/token", headers=admin.headers)

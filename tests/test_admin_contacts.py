@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import Admin
+from invitelink.config import Settings
+from tests.conftest import Admin, MakeSurvey
 
 
-def _base(survey: dict) -> str:  # type: ignore[type-arg]
+def _base(survey: dict[str, Any]) -> str:
     return f"/admin/v1/surveys/{survey['id']}/contacts"
 
 
-def test_contact_features_are_normalised_and_unique(client: TestClient, admin: Admin, make_survey) -> None:  # type: ignore[no-untyped-def]
+def test_contact_features_are_normalised_and_unique(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     base = _base(make_survey(admin))
     created = client.post(
         base,
@@ -47,7 +50,7 @@ def test_contact_features_are_normalised_and_unique(client: TestClient, admin: A
 def test_csv_import_reports_each_bad_row_and_stores_the_good_ones(
     client: TestClient,
     admin: Admin,
-    make_survey,  # type: ignore[no-untyped-def]
+    make_survey: MakeSurvey,
 ) -> None:
     base = _base(make_survey(admin))
     client.post(base, json={"email": "old@example.org"}, headers=admin.headers)
@@ -84,7 +87,7 @@ def test_csv_import_reports_each_bad_row_and_stores_the_good_ones(
     assert again["created"] == 0 and again["skipped"] == 3
 
 
-def test_json_and_multipart_imports(client: TestClient, admin: Admin, make_survey) -> None:  # type: ignore[no-untyped-def]
+def test_json_and_multipart_imports(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     base = _base(make_survey(admin))
     response = client.post(
         f"{base}/import", json={"contacts": [{"uid": "x1"}, {"uid": 7}, "nope"]}, headers=admin.headers
@@ -99,7 +102,7 @@ def test_json_and_multipart_imports(client: TestClient, admin: Admin, make_surve
     assert client.post(f"{base}/import", files=files, headers=admin.headers).json()["created"] == 1
 
 
-def test_malformed_imports_are_400_and_store_nothing(client: TestClient, admin: Admin, make_survey) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_imports_are_400_and_store_nothing(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     base = _base(make_survey(admin))
     cases = [
         (b"email,colour\na@example.org,red\n", "text/csv", "unknown CSV column"),
@@ -118,7 +121,7 @@ def test_malformed_imports_are_400_and_store_nothing(client: TestClient, admin: 
     assert client.get(base, headers=admin.headers).json()["items"] == []
 
 
-def test_oversize_bodies_are_413(client: TestClient, admin: Admin, make_survey, settings) -> None:  # type: ignore[no-untyped-def]
+def test_oversize_bodies_are_413(client: TestClient, admin: Admin, make_survey: MakeSurvey, settings: Settings) -> None:
     base = _base(make_survey(admin))
     big = b"uid\n" + b"x" * (settings.max_import_bytes + 1)
     response = client.post(f"{base}/import", content=big, headers={**admin.headers, "Content-Type": "text/csv"})
@@ -127,7 +130,7 @@ def test_oversize_bodies_are_413(client: TestClient, admin: Admin, make_survey, 
     oversize_json = {"email": "a@example.org", "name": "x" * (settings.max_body_bytes + 1)}
     assert client.post(base, json=oversize_json, headers=admin.headers).status_code == 413
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         # No Content-Length: the limit must hold on a streamed body too.
         for _ in range(3):
             yield b"x" * settings.max_body_bytes
@@ -136,7 +139,7 @@ def test_oversize_bodies_are_413(client: TestClient, admin: Admin, make_survey, 
     assert streamed.status_code == 413
 
 
-def test_serial_codes_generate_and_list(client: TestClient, admin: Admin, make_survey) -> None:  # type: ignore[no-untyped-def]
+def test_serial_codes_generate_and_list(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     survey = make_survey(admin)
     base = f"/admin/v1/surveys/{survey['id']}/serial-codes"
     created = client.post(base, json={"count": 5, "notice": "wave 1"}, headers=admin.headers)

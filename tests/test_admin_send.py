@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from email.message import EmailMessage
+from typing import cast
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,7 +15,7 @@ from sqlalchemy.orm import Session
 from invitelink.config import Settings
 from invitelink.models import Contact, Delivery
 from invitelink.worker.runner import Worker
-from tests.conftest import Admin
+from tests.conftest import Admin, MakeAdmin, MakeSurvey
 from tests.smtp_server import SmtpSink
 
 CONTACTS = [
@@ -25,7 +27,7 @@ CONTACTS = [
 
 
 def test_send_to_all_and_to_a_subgroup_is_idempotent(
-    client: TestClient, admin: Admin, make_survey: Any, db: Session, settings: Settings
+    client: TestClient, admin: Admin, make_survey: MakeSurvey, db: Session, settings: Settings
 ) -> None:
     survey = make_survey(admin, status="active")
     base = f"/admin/v1/surveys/{survey['id']}"
@@ -49,17 +51,17 @@ def test_send_to_all_and_to_a_subgroup_is_idempotent(
 
     with SmtpSink() as sink:
         smtp = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_starttls": False})
-        worker = Worker(smtp, client.app.state.database)  # type: ignore[attr-defined]
+        worker = Worker(smtp, cast(FastAPI, client.app).state.database)
         assert asyncio.run(worker.run_once()) == 3
         assert sorted(m["To"] for m in sink.messages) == ["Ann <ann@example.org>", "Bob <bob@example.org>"]
-        body = sink.messages[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        body = cast(EmailMessage, sink.messages[0].get_body(("plain",))).get_content()
         assert f"http://testserver/{survey['project']}/?d=" in body
     (sms,) = (settings.var_dir / "outbox").glob("*.sms.json")
     message = json.loads(sms.read_text())
     assert message["to"] == "+12025550123" and f"/{survey['project']}/?d=" in message["body"]
 
 
-def test_send_errors(client: TestClient, admin: Admin, make_survey: Any, make_admin: Any) -> None:
+def test_send_errors(client: TestClient, admin: Admin, make_survey: MakeSurvey, make_admin: MakeAdmin) -> None:
     survey = make_survey(admin)
     base = f"/admin/v1/surveys/{survey['id']}"
     mailing = client.post(f"{base}/mailings", json={"name": "W"}, headers=admin.headers).json()

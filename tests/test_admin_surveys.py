@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Survey
 from invitelink.security import digest
-from tests.conftest import Admin
+from tests.conftest import Admin, MakeSurvey
 
 
 def test_create_survey_returns_secret_once_and_stores_its_digest(client: TestClient, admin: Admin, db: Session) -> None:
@@ -41,12 +41,13 @@ def test_create_survey_returns_secret_once_and_stores_its_digest(client: TestCli
     assert rotated["callback_secret"] != secret
 
 
-def test_status_transitions(client: TestClient, admin: Admin, make_survey) -> None:  # type: ignore[no-untyped-def]
+def test_status_transitions(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     survey = make_survey(admin)
     url = f"/admin/v1/surveys/{survey['id']}"
 
     def move(status: str) -> int:
-        return client.patch(url, json={"status": status}, headers=admin.headers).status_code
+        status_code: int = client.patch(url, json={"status": status}, headers=admin.headers).status_code
+        return status_code
 
     assert move("closed") == 409  # draft cannot close directly
     assert move("active") == 200
@@ -56,7 +57,7 @@ def test_status_transitions(client: TestClient, admin: Admin, make_survey) -> No
     assert client.get(url, headers=admin.headers).json()["status"] == "active"
 
 
-def test_project_slug_rules(client: TestClient, admin: Admin, make_survey) -> None:  # type: ignore[no-untyped-def]
+def test_project_slug_rules(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     make_survey(admin, project="shop-feedback")
     base = {"title": "t", "questionnaire_url": "https://q.example.org"}
     taken = client.post("/admin/v1/surveys", json={**base, "project": "shop-feedback"}, headers=admin.headers)
@@ -90,7 +91,7 @@ def test_bad_input_is_4xx_with_a_message(client: TestClient, admin: Admin) -> No
     assert client.get("/admin/v1/surveys", headers=admin.headers).json()["items"] == []
 
 
-def test_cursor_pagination_walks_every_survey_once(client: TestClient, admin: Admin, make_survey) -> None:  # type: ignore[no-untyped-def]
+def test_cursor_pagination_walks_every_survey_once(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     created = [make_survey(admin, title=f"S{i}")["id"] for i in range(5)]
     seen: list[int] = []
     cursor = None
@@ -112,21 +113,21 @@ def test_cursor_pagination_walks_every_survey_once(client: TestClient, admin: Ad
     assert client.get("/admin/v1/surveys", params={"limit": 1000}, headers=admin.headers).status_code == 422
 
 
-def test_delete_survey_needs_admin_and_removes_it(client: TestClient, admin: Admin, make_survey) -> None:  # type: ignore[no-untyped-def]
+def test_delete_survey_needs_admin_and_removes_it(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     survey = make_survey(admin)
     client.post(f"/admin/v1/surveys/{survey['id']}/contacts", json={"email": "a@example.org"}, headers=admin.headers)
     assert client.delete(f"/admin/v1/surveys/{survey['id']}", headers=admin.headers).status_code == 204
     assert client.get(f"/admin/v1/surveys/{survey['id']}", headers=admin.headers).status_code == 404
 
 
-def test_results_endpoint_has_the_pinned_shape(client: TestClient, admin: Admin, make_survey) -> None:  # type: ignore[no-untyped-def]
+def test_results_endpoint_has_the_pinned_shape(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     survey = make_survey(admin)
     response = client.get(f"/admin/v1/surveys/{survey['id']}/results", headers=admin.headers)
     assert response.status_code == 200
     assert response.json() == {"items": [], "next_cursor": None}
 
 
-def test_mailings_crud(client: TestClient, admin: Admin, make_survey) -> None:  # type: ignore[no-untyped-def]
+def test_mailings_crud(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     survey = make_survey(admin)
     base = f"/admin/v1/surveys/{survey['id']}/mailings"
     created = client.post(

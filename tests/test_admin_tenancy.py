@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import Admin
+from tests.conftest import Admin, MakeAdmin, MakeSurvey
 
 
-def test_other_workspace_objects_are_404_everywhere(client: TestClient, make_admin, make_survey) -> None:  # type: ignore[no-untyped-def]
+def test_other_workspace_objects_are_404_everywhere(
+    client: TestClient, make_admin: MakeAdmin, make_survey: MakeSurvey
+) -> None:
     alice: Admin = make_admin()
     mallory: Admin = make_admin()
     survey = make_survey(alice)
@@ -48,7 +50,9 @@ def test_other_workspace_objects_are_404_everywhere(client: TestClient, make_adm
     assert client.get("/admin/v1/members", headers=alice.headers).json()["items"][0]["role"] == "owner"
 
 
-def test_survey_cannot_point_at_another_workspaces_industry(client: TestClient, make_admin, make_survey) -> None:  # type: ignore[no-untyped-def]
+def test_survey_cannot_point_at_another_workspaces_industry(
+    client: TestClient, make_admin: MakeAdmin, make_survey: MakeSurvey
+) -> None:
     alice: Admin = make_admin()
     bob: Admin = make_admin()
     theirs = client.post("/admin/v1/industries", json={"name": "Energy"}, headers=bob.headers).json()

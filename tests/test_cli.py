@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
@@ -145,7 +147,7 @@ def test_serve_migrates_serves_docs_and_its_embedded_worker_mails(db_url: str, t
         queue_one(db_url, survey["id"], "pat@example.org")
         wait_for_mail(sink)
         assert len(sink.messages) == 1
-        body = sink.messages[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        body = cast(EmailMessage, sink.messages[0].get_body(("plain",))).get_content()
         assert f"{base}/{survey['project']}/?d=" in body
     finally:
         process.send_signal(signal.SIGTERM)
@@ -194,7 +196,7 @@ def test_demo_credentials_drive_the_trigger_and_supplier_apis_on_a_real_server(
         wait_for_mail(sink)
         mail = sink.messages[0]
         assert mail["To"] == "Pat <person@example.com>"
-        assert f"{base}/{demo['survey']['project']}/?d=" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert f"{base}/{demo['survey']['project']}/?d=" in cast(EmailMessage, mail.get_body(("plain",))).get_content()
 
         key = {"Authorization": f"Bearer {supplier['production_key']}"}
         ids = {"survey_id": supplier["survey_id"], "supplier_id": supplier["supplier_id"]}
@@ -286,5 +288,5 @@ def test_two_live_workers_never_send_a_delivery_twice(db_url: str, tmp_path: Pat
     ids = [m["Message-ID"] for m in sink.messages]
     assert len(ids) == len(set(ids)) == total
     # Both took part: each logs how many it sent when it stops.
-    sent = [int(re.search(r"stopped after (\d+) messages", log).group(1)) for log in logs]  # type: ignore[union-attr]
+    sent = [int(cast("re.Match[str]", re.search(r"stopped after (\d+) messages", log)).group(1)) for log in logs]
     assert sum(sent) == total and min(sent) > 0, sent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import func, select, text
@@ -25,7 +26,7 @@ def test_a_failing_job_undoes_only_itself(db_url: str) -> None:
         gate.wait(5)  # holds the writer so the next jobs queue up into one batch
         return "first"
 
-    def add(name: str, fail: bool = False):  # type: ignore[no-untyped-def]
+    def add(name: str, fail: bool = False) -> Callable[[Session], str]:
         def job(session: Session) -> str:
             session.add(Industry(workspace_id=1, name=name))
             session.flush()
@@ -89,7 +90,7 @@ def test_a_deadlock_between_two_batches_costs_a_rerun_not_an_error(db_url: str) 
     first_started = threading.Event()
     insert = text("INSERT INTO industries (workspace_id, name) VALUES (1, :name) ON CONFLICT DO NOTHING")
 
-    def take(order: tuple[str, str], started: threading.Event | None = None):  # type: ignore[no-untyped-def]
+    def take(order: tuple[str, str], started: threading.Event | None = None) -> Callable[[Session], list[str]]:
         attempts = 0
 
         def job(session: Session) -> list[str]:
@@ -125,7 +126,7 @@ def test_several_commit_threads_answer_every_job_once(db_url: str) -> None:
     with database.sessions() as session, session.begin():
         session.add(Workspace(name="w"))
 
-    def add(name: str):  # type: ignore[no-untyped-def]
+    def add(name: str) -> Callable[[Session], str]:
         def job(session: Session) -> str:
             session.add(Industry(workspace_id=1, name=name))
             session.flush()

@@ -17,7 +17,7 @@ def test_ready_when_migrated(client: TestClient) -> None:
 
 
 def _client(url: str, tmp_path: Path) -> TestClient:
-    return TestClient(create_app(Settings(database_url=url, var_dir=tmp_path, _env_file=None)))  # type: ignore[call-arg]
+    return TestClient(create_app(Settings(database_url=url, var_dir=tmp_path, _env_file=None)))
 
 
 def test_not_ready_when_not_migrated(tmp_path: Path) -> None:

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect
 
+from invitelink.migrate import alembic_config, head_revision, is_at_head
 from invitelink.models import Base
-from invitelink.schema import alembic_config, head_revision, is_at_head
 from tests.conftest import ENGINES, PG_URL, create_pg_database, drop_pg_database
 
 
 @pytest.fixture(params=ENGINES)
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return

@@ -9,7 +9,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from invitelink.app import create_app
@@ -19,12 +21,12 @@ ONE_SEGMENT_WITH_SLASH = re.compile(r"/[^/]+/")
 
 
 def _client(tmp_path: Path) -> TestClient:
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/routes.db", var_dir=tmp_path, worker="off", _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/routes.db", var_dir=tmp_path, worker="off", _env_file=None)
     return TestClient(create_app(settings))
 
 
 def test_no_route_but_the_project_url_has_the_shape_of_one_segment_and_a_slash(tmp_path: Path) -> None:
-    paths = set(_client(tmp_path).app.openapi()["paths"])  # type: ignore[attr-defined]
+    paths = set(cast(FastAPI, _client(tmp_path).app).openapi()["paths"])
     assert "/{project}/" in paths
     clashing = sorted(p for p in paths if ONE_SEGMENT_WITH_SLASH.fullmatch(p) and p != "/{project}/")
     assert clashing == [], f"these routes would be shadowed by /{{project}}/ (included first): {clashing}"

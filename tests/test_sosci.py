@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 from email import policy
+from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import httpx
@@ -18,13 +19,13 @@ from sqlalchemy.orm import Session
 from invitelink.app import create_app
 from invitelink.config import Settings
 from invitelink.models import Contact, Delivery, Participation, Token
-from tests.conftest import Admin
+from tests.conftest import Admin, MakeAdmin, MakeSurvey
 
 
 class Sosci:
     """One survey with a mailing and an API URL per function."""
 
-    def __init__(self, client: TestClient, admin: Admin, make_survey: Any, **survey: Any) -> None:
+    def __init__(self, client: TestClient, admin: Admin, make_survey: MakeSurvey, **survey: Any) -> None:
         self.client = client
         self.admin = admin
         self.survey = make_survey(admin, status="active", **survey)
@@ -45,16 +46,19 @@ class Sosci:
 
     def call(self, function: str, method: str = "GET", **params: Any) -> httpx.Response:
         url = self.urls[function].removeprefix("http://testserver")
+        response: httpx.Response
         if method == "GET":
             # httpx's params= would replace the ?act= already in the URL: append instead.
-            return self.client.get(f"{url}&{urlencode(params)}" if params else url)
-        if method == "JSON":
-            return self.client.post(url, json=params)
-        return self.client.post(url, data=params)
+            response = self.client.get(f"{url}&{urlencode(params)}" if params else url)
+        elif method == "JSON":
+            response = self.client.post(url, json=params)
+        else:
+            response = self.client.post(url, data=params)
+        return response
 
 
 @pytest.fixture
-def sosci(client: TestClient, admin: Admin, make_survey: Any) -> Sosci:
+def sosci(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> Sosci:
     return Sosci(client, admin, make_survey, project="shop-study", questionnaire_url="https://q.example.org/s?lang=en")
 
 
@@ -106,7 +110,7 @@ def test_create_link_errors_match_the_seed(sosci: Sosci, db: Session) -> None:
     assert db.scalar(select(func.count()).select_from(Contact)) == 0
 
 
-def test_unknown_revoked_and_foreign_keys_are_404(sosci: Sosci, client: TestClient, make_survey: Any) -> None:
+def test_unknown_revoked_and_foreign_keys_are_404(sosci: Sosci, client: TestClient, make_survey: MakeSurvey) -> None:
     unknown = client.get("/shop-study/", params={"act": "nope", "uid": "x"})
     assert unknown.status_code == 404
     assert unknown.json() == {"result": "error", "error": "invalid API key", "url": None}
@@ -166,7 +170,7 @@ def test_send_mail_queues_once_and_address_status_reports_it(sosci: Sosci, db: S
     outbox = list((settings.var_dir / "outbox").glob("*.eml"))
     assert len(outbox) == 1
     mail = BytesParser(policy=policy.default).parsebytes(outbox[0].read_bytes())
-    assert sent.json()["url"] in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert sent.json()["url"] in cast(EmailMessage, mail.get_body(("plain",))).get_content()
 
 
 def test_send_mail_to_a_mobile_only_contact_queues_an_sms(sosci: Sosci) -> None:
@@ -243,7 +247,7 @@ def test_personal_link_counts_clicks_and_redirects(sosci: Sosci, client: TestCli
     assert client.get(f"/shop-study?d={link['token']}", follow_redirects=True).history[0].status_code == 308
 
 
-def test_token_placeholder_in_questionnaire_url(client: TestClient, admin: Admin, make_survey: Any) -> None:
+def test_token_placeholder_in_questionnaire_url(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     s = Sosci(client, admin, make_survey, project="ph-study", questionnaire_url="https://q.example.org/{token}/go")
     token = s.call("create_link", uid="p").json()["token"]
     response = client.get(f"/ph-study/?d={token}", follow_redirects=False)
@@ -265,13 +269,16 @@ def test_unknown_and_closed_links_are_pages_that_leak_nothing(sosci: Sosci, clie
         assert response.headers["cache-control"] == "no-store"
 
 
-def test_callback_is_authenticated_idempotent_and_monotonic(sosci: Sosci, client: TestClient, make_survey: Any) -> None:
+def test_callback_is_authenticated_idempotent_and_monotonic(
+    sosci: Sosci, client: TestClient, make_survey: MakeSurvey
+) -> None:
     token = sosci.call("create_link", uid="p1").json()["token"]
     url = "/api/v1/participations/events"
     auth = {"Authorization": f"Bearer {sosci.survey['callback_secret']}"}
 
     def event(name: str, headers: dict[str, str] = auth, **extra: Any) -> httpx.Response:
-        return client.post(url, json={"token": token, "event": name, **extra}, headers=headers)
+        response: httpx.Response = client.post(url, json={"token": token, "event": name, **extra}, headers=headers)
+        return response
 
     assert event("started", headers={"Authorization": "Bearer scb_wrong"}).status_code == 401
     assert event("started", headers={}).status_code == 401
@@ -309,7 +316,7 @@ def test_end_redirect_records_the_outcome(sosci: Sosci, client: TestClient) -> N
     assert client.get("/survey/end", params={"token": token, "status": "done"}).status_code == 400
 
 
-def test_contacts_stay_in_their_workspace(client: TestClient, make_admin: Any, make_survey: Any) -> None:
+def test_contacts_stay_in_their_workspace(client: TestClient, make_admin: MakeAdmin, make_survey: MakeSurvey) -> None:
     alice, bob = make_admin(), make_admin()
     a = Sosci(client, alice, make_survey, project="alice-study")
     b = Sosci(client, bob, make_survey, project="bob-study")

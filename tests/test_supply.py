@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -18,7 +19,7 @@ from invitelink.app import create_app
 from invitelink.config import Settings
 from invitelink.models import Participation, utcnow
 from invitelink.services.supplier_redirects import verify_redirect
-from tests.conftest import Admin
+from tests.conftest import Admin, MakeAdmin, MakeSurvey
 
 SUCCESS_KEYS = {"status", "message", "data"}
 SURVEY_KEYS = {
@@ -105,7 +106,7 @@ QUESTIONS = [
 class Supply:
     """A workspace with an active survey allocated to a supplier that has a key for each environment."""
 
-    def __init__(self, client: TestClient, admin: Admin, make_survey: Any, limits: dict[str, int]) -> None:
+    def __init__(self, client: TestClient, admin: Admin, make_survey: MakeSurvey, limits: dict[str, int]) -> None:
         self.client, self.admin = client, admin
         industry = client.post("/admin/v1/industries", json={"name": "Healthcare"}, headers=admin.headers)
         industry_id = industry.json()["id"] if industry.status_code == 201 else None
@@ -160,7 +161,8 @@ class Supply:
         self, endpoint: str, body: dict[str, Any] | None = None, env: str = "sandbox", **kw: Any
     ) -> httpx.Response:
         headers = kw.pop("headers", {"Authorization": f"Bearer {self.keys[env]}"})
-        return self.client.post(f"/{env}/v1/{endpoint}", json=body or {}, headers=headers, **kw)
+        response: httpx.Response = self.client.post(f"/{env}/v1/{endpoint}", json=body or {}, headers=headers, **kw)
+        return response
 
     def data(self, endpoint: str, body: dict[str, Any] | None = None, env: str = "sandbox") -> Any:
         response = self.call(endpoint, body, env)
@@ -174,11 +176,14 @@ class Supply:
         return str(self.data("generate_survey_url", body, env)["survey_link"])
 
     def enter(self, link: str, pid: str) -> httpx.Response:
-        return self.client.get(link.replace("[%%pid%%]", pid).removeprefix("http://testserver"), follow_redirects=False)
+        response: httpx.Response = self.client.get(
+            link.replace("[%%pid%%]", pid).removeprefix("http://testserver"), follow_redirects=False
+        )
+        return response
 
 
 @pytest.fixture
-def supply(client: TestClient, admin: Admin, make_survey: Any) -> Supply:
+def supply(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> Supply:
     return Supply(client, admin, make_survey, {"USA": 2, "UK": 300})
 
 
@@ -214,7 +219,7 @@ def test_allocated_survey_matches_the_seed(supply: Supply) -> None:
     ]
 
 
-def test_get_survey_by_id_has_the_target_audience(supply: Supply, make_survey: Any) -> None:
+def test_get_survey_by_id_has_the_target_audience(supply: Supply, make_survey: MakeSurvey) -> None:
     data = supply.data("get_survey_by_id", {"survey_id": supply.survey["public_id"]})
     assert set(data) == {"success", "TotalCount", "data"} and data["TotalCount"] == 1
     (item,) = data["data"]
@@ -245,7 +250,7 @@ def test_survey_by_date_and_industries(supply: Supply) -> None:
     assert "Healthcare" in [i["name"] for i in industries["data"]]
 
 
-def test_get_redirects_checks_supplier_and_email(supply: Supply, make_admin: Any, client: TestClient) -> None:
+def test_get_redirects_checks_supplier_and_email(supply: Supply, make_admin: MakeAdmin, client: TestClient) -> None:
     data = supply.data("get_redirects", {"supplier_id": supply.sid, "email": "TEST@partner.com"})
     assert data == {
         "redirects": {
@@ -350,7 +355,7 @@ def test_stats_come_from_participations(supply: Supply, client: TestClient) -> N
     )
     client.get(f"/survey/end?token={codes['b']}&status=terminate", follow_redirects=False)
     # a started 90 s before it completed (set directly: the test does not wait).
-    with client.app.state.database.sessions.begin() as session:  # type: ignore[attr-defined]
+    with cast(FastAPI, client.app).state.database.sessions.begin() as session:
         session.execute(
             update(Participation).where(Participation.pid == "a").values(started_at=utcnow() - timedelta(seconds=90))
         )
@@ -417,7 +422,9 @@ def test_rate_limit_is_429_with_retry_after(supply: Supply, settings: Settings) 
         assert 1 <= int(refused.headers["retry-after"]) <= 60
 
 
-def test_suppliers_see_only_their_own(supply: Supply, make_admin: Any, make_survey: Any, client: TestClient) -> None:
+def test_suppliers_see_only_their_own(
+    supply: Supply, make_admin: MakeAdmin, make_survey: MakeSurvey, client: TestClient
+) -> None:
     other = Supply(client, make_admin(), make_survey, {})
     assert other.data("allocated_survey")["TotalCount"] == 1
     assert other.data("allocated_survey")["data"][0]["survey_id"] == other.survey["public_id"]
@@ -432,7 +439,7 @@ def test_suppliers_see_only_their_own(supply: Supply, make_admin: Any, make_surv
 
 
 def test_fifty_simultaneous_entrants_against_a_limit_of_ten(
-    client: TestClient, admin: Admin, make_survey: Any, settings: Settings
+    client: TestClient, admin: Admin, make_survey: MakeSurvey, settings: Settings
 ) -> None:
     supply = Supply(client, admin, make_survey, {"USA": 10})
     link = supply.link("production")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -20,7 +22,7 @@ from invitelink.config import Settings
 from invitelink.db import Database
 from invitelink.models import Contact, Delivery, Mailing, Token, TriggerToken, Workspace, utcnow
 from invitelink.worker.runner import Worker
-from tests.conftest import Admin
+from tests.conftest import Admin, MakeAdmin, MakeSurvey
 from tests.smtp_server import SmtpSink
 
 URL = "/api/invitation-trigger"
@@ -55,11 +57,12 @@ class Trigger:
 
     def post(self, body: Any, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("headers", self.auth)
-        return self.client.post(URL, json=body, **kwargs)
+        response: httpx.Response = self.client.post(URL, json=body, **kwargs)
+        return response
 
 
 @pytest.fixture
-def trigger(client: TestClient, admin: Admin, make_survey: Any) -> Trigger:
+def trigger(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> Trigger:
     return Trigger(client, admin, make_survey(admin, status="active"))
 
 
@@ -194,7 +197,7 @@ def test_closed_survey_and_disabled_workspace_are_400(trigger: Trigger, db: Sess
     assert closed.status_code == 200, closed.text
     assert_error(trigger.post({"email": "a@example.com"}), 400, "survey is closed")
     trigger.client.patch(f"/admin/v1/surveys/{sid}", json={"status": "active"}, headers=trigger.admin.headers)
-    app_db: Database = trigger.client.app.state.database  # type: ignore[attr-defined]
+    app_db: Database = cast(FastAPI, trigger.client.app).state.database
     with app_db.sessions.begin() as session:
         session.execute(update(Workspace).values(status="disabled"))
     assert_error(trigger.post({"email": "a@example.com"}), 400, "workspace is disabled")
@@ -202,11 +205,11 @@ def test_closed_survey_and_disabled_workspace_are_400(trigger: Trigger, db: Sess
 
 
 def test_draft_survey_accepts_and_holds_the_batch(
-    client: TestClient, admin: Admin, make_survey: Any, settings: Settings
+    client: TestClient, admin: Admin, make_survey: MakeSurvey, settings: Settings
 ) -> None:
     trigger = Trigger(client, admin, make_survey(admin))  # surveys start as drafts
     assert trigger.post({"email": "early@example.com"}).status_code == 200
-    database = client.app.state.database  # type: ignore[attr-defined]
+    database = cast(FastAPI, client.app).state.database
     worker = Worker(settings, database)
     assert asyncio.run(worker.run_once()) == 0  # due, but the survey is not active yet
     assert not list((settings.var_dir / "outbox").glob("*.eml"))
@@ -220,7 +223,7 @@ def test_other_methods_are_405_with_allow(trigger: Trigger, method: str) -> None
 
 
 def test_cooldown_is_429_with_retry_after_and_then_passes(
-    client: TestClient, admin: Admin, make_survey: Any, db: Session
+    client: TestClient, admin: Admin, make_survey: MakeSurvey, db: Session
 ) -> None:
     trigger = Trigger(client, admin, make_survey(admin, status="active"), cooldown_seconds=30)
     assert trigger.post({"email": "a@example.com"}).status_code == 200
@@ -228,14 +231,14 @@ def test_cooldown_is_429_with_retry_after_and_then_passes(
     assert_error(refused, 429, "cooldown")
     assert 1 <= int(refused.headers["retry-after"]) <= 30
     assert count(db, Mailing) == 1
-    app_db: Database = client.app.state.database  # type: ignore[attr-defined]
+    app_db: Database = cast(FastAPI, client.app).state.database
     with app_db.sessions.begin() as session:  # as if the cooldown had run out
         session.execute(update(TriggerToken).values(last_used_at=utcnow() - timedelta(seconds=31)))
     assert trigger.post({"email": "b@example.com"}).status_code == 200
 
 
 def test_flood_protection_counts_batches_and_recipients(
-    settings: Settings, admin: Admin, make_survey: Any, client: TestClient
+    settings: Settings, admin: Admin, make_survey: MakeSurvey, client: TestClient
 ) -> None:
     strict = settings.model_copy(update={"trigger_flood_batches_per_minute": 2, "trigger_flood_recipients_per_hour": 5})
     with TestClient(create_app(strict)) as guarded:
@@ -251,7 +254,7 @@ def test_flood_protection_counts_batches_and_recipients(
 
 
 def test_cooldown_holds_across_two_app_instances(
-    client: TestClient, admin: Admin, make_survey: Any, settings: Settings, db: Session
+    client: TestClient, admin: Admin, make_survey: MakeSurvey, settings: Settings, db: Session
 ) -> None:
     trigger = Trigger(client, admin, make_survey(admin, status="active"), cooldown_seconds=60)
     apps = [create_app(settings), create_app(settings)]
@@ -288,7 +291,7 @@ def test_a_thousand_recipients_in_one_call(trigger: Trigger, db: Session) -> Non
 
 
 def test_templates_fill_four_placeholders_and_nothing_else(
-    client: TestClient, admin: Admin, make_survey: Any, settings: Settings
+    client: TestClient, admin: Admin, make_survey: MakeSurvey, settings: Settings
 ) -> None:
     survey = make_survey(admin, status="active", title="Checkout feedback")
     trigger = Trigger(
@@ -312,18 +315,18 @@ def test_templates_fill_four_placeholders_and_nothing_else(
                 "smtp_from": "l@example.org",
             }
         )
-        worker = Worker(smtp, client.app.state.database)  # type: ignore[attr-defined]
+        worker = Worker(smtp, cast(FastAPI, client.app).state.database)
         assert asyncio.run(worker.run_once()) == 2
         messages = {m["To"]: m for m in sink.messages}
     pat = messages["Pat <pat@example.com>"]
     assert pat["Subject"] == "Lab asks: Checkout feedback"
-    text = pat.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    text = cast(EmailMessage, pat.get_body(("plain",))).get_content()
     link = re.search(rf"http://testserver/{survey['project']}/\?d=([A-Z0-9]{{16}})", text)
     assert link is not None
     assert text.startswith(f"Hi Pat! {link.group(0)} {{{{ other }}}} {{survey_title}} {{{{__class__}}}}")
     own = messages["own@example.com"]
     assert own["Subject"] == "Custom"  # no name given: the placeholder is empty
-    assert own.get_body(("plain",)).get_content().startswith("Go")  # type: ignore[union-attr]
+    assert cast(EmailMessage, own.get_body(("plain",))).get_content().startswith("Go")
 
 
 def test_metadata_shows_in_results_once_completed(trigger: Trigger, db: Session) -> None:
@@ -377,7 +380,7 @@ def test_admin_tokens_show_the_secret_once_and_delete_rotates(trigger: Trigger, 
     assert db.scalar(select(func.count()).select_from(Mailing).where(Mailing.trigger_token_id.is_(None))) == 1
 
 
-def test_trigger_tokens_stay_in_their_workspace(trigger: Trigger, make_admin: Any) -> None:
+def test_trigger_tokens_stay_in_their_workspace(trigger: Trigger, make_admin: MakeAdmin) -> None:
     other = make_admin()
     assert trigger.client.get(trigger.base, headers=other.headers).status_code == 404
     assert trigger.client.delete(f"{trigger.base}/{trigger.token['id']}", headers=other.headers).status_code == 404

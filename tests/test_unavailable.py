@@ -6,8 +6,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from invitelink.app import create_app
@@ -31,13 +34,13 @@ def broken(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
         secret_key="s",
         var_dir=tmp_path / "var",
         worker="off",
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
 
-def _unavailable(response, content_type: str) -> None:  # type: ignore[no-untyped-def]
+def _unavailable(response: httpx.Response, content_type: str) -> None:
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "5"
     assert response.headers["content-type"].startswith(content_type)
@@ -84,7 +87,7 @@ def test_trigger_supply_callback_admin_and_unsubscribe(broken: TestClient) -> No
     assert "try again" in admin.json()["detail"]
 
     # A validly signed link, so the request gets as far as the database.
-    link = unsubscribe.token_for(broken.app.state.settings.server_secret, 7)  # type: ignore[attr-defined]
+    link = unsubscribe.token_for(cast(FastAPI, broken.app).state.settings.server_secret, 7)
     for method in ("GET", "POST"):
         _unavailable(broken.request(method, f"/unsubscribe?u={link}"), "text/html")
 

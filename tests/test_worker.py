@@ -6,7 +6,8 @@ import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import timedelta
-from typing import Any, TypeVar
+from email.message import EmailMessage
+from typing import Any, TypeVar, cast
 
 import pytest
 from fastapi.testclient import TestClient
@@ -97,8 +98,8 @@ def test_mail_reaches_a_real_smtp_server_with_the_personal_link(
     assert message["Subject"] == "Invitation to Sleep study"
     assert message["From"] == "Lab <lab@example.org>"
     assert message["Date"] and message["Message-ID"].startswith("<il.")
-    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = cast(EmailMessage, message.get_body(("plain",))).get_content()
+    html = cast(EmailMessage, message.get_body(("html",))).get_content()
     with database.read_sessions() as session:
         code = session.scalar(
             select(Delivery).join(Contact, Contact.id == Delivery.contact_id).where(Contact.email == "ann@example.org")
@@ -258,7 +259,9 @@ def test_reminders_go_to_those_who_have_not_completed(
     assert reminder_mail["Subject"] == "Reminder: Invitation to Sleep study"
     with database.read_sessions() as session:
         rows = dict(
-            session.execute(select(Contact.email, Delivery.status).join(Contact).where(Delivery.sequence == 1)).all()
+            session.execute(select(Contact.email, Delivery.status).join(Contact).where(Delivery.sequence == 1))
+            .tuples()
+            .all()
         )
         assert rows == {"done@example.org": "skipped", "pending@example.org": "sent"}
         # A reminder does not schedule another one.
@@ -275,7 +278,7 @@ def test_one_click_unsubscribe_suppresses_the_address(
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = message["List-Unsubscribe"].strip("<>")
     assert url.startswith("http://testserver/unsubscribe?u=") and "leave@" not in url
-    assert url in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert url in cast(EmailMessage, message.get_body(("plain",))).get_content()
     path = url.removeprefix("http://testserver")
     with TestClient(create_app(settings)) as client:
         form = client.get(path)  # a link scanner's GET changes nothing

@@ -18,7 +18,7 @@ from invitelink.db import Database
 from invitelink.families.registry import FAMILIES, renderer_for
 from invitelink.families.supply.rate_limit import RateLimiter
 from invitelink.limits import BodySizeLimit
-from invitelink.schema import is_at_head
+from invitelink.migrate import is_at_head
 
 DESCRIPTION = """
 Personal survey invitation links behind three API families, over one data model:

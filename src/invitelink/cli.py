@@ -5,30 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session
 
 from invitelink.config import Settings
-from invitelink.db import make_engine, make_sessionmaker, transaction
-from invitelink.schema import upgrade_to_head
+from invitelink.db import Database
+from invitelink.migrate import upgrade_to_head
 from invitelink.services.errors import DomainError
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def _migrate(settings: Settings) -> None:
     upgrade_to_head(settings.database_url)
 
 
-@contextmanager
-def _one_transaction(settings: Settings) -> Iterator[Session]:
-    """A committed transaction on a one-connection engine, for commands that do one unit of work."""
-    engine = make_engine(settings.database_url, pool_size=1)
+def _write(settings: Settings, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """One unit of work of a command, through the write seam, on a small pool that is closed afterwards."""
+    database = Database(settings.database_url, pool_size=1)
     try:
-        with transaction(make_sessionmaker(engine)) as session:
-            yield session
+        return database.write_blocking(fn, *args, **kwargs)
     finally:
-        engine.dispose()
+        database.dispose()
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -67,9 +68,8 @@ def cmd_create_admin(args: argparse.Namespace, settings: Settings) -> int:
 
     _migrate(settings)
     try:
-        with _one_transaction(settings) as session:
-            workspace, user = create_admin(session, args.email, args.password, args.workspace)
-            print(f"created owner {user.email} of workspace {workspace.id} ({workspace.name})")
+        workspace, user = _write(settings, create_admin, args.email, args.password, args.workspace)
+        print(f"created owner {user.email} of workspace {workspace.id} ({workspace.name})")
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
@@ -80,8 +80,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from invitelink.services.demo import seed_demo
 
     _migrate(settings)
-    with _one_transaction(settings) as session:
-        result = seed_demo(session, settings)
+    result = _write(settings, seed_demo, settings)
     if args.json:
         print(json.dumps(result))
     else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from invitelink.api.admin import ADMIN
 from invitelink.api.errors import Renderer
 from invitelink.api.family import Family
-from invitelink.families import participant, sosci, supply, trigger
+from invitelink.families import participation, sosci, supply, trigger
 
 # First: "/{project}/" is the hot path of shop integrations, and FastAPI tries routes in order (matching the admin
 # API's 60 operations first cost a third of the event loop's time under create_link load). No other route has the
@@ -14,7 +14,7 @@ from invitelink.families import participant, sosci, supply, trigger
 # back-office scripts call, comes after every machine-facing family.
 FAMILIES: tuple[Family, ...] = (
     sosci.FAMILY,
-    participant.FAMILY,
+    participation.FAMILY,
     trigger.FAMILY,
     supply.FAMILY,
     ADMIN,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -11,8 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from invitelink.models import AdminSession, Membership, User, Workspace, utcnow
-from invitelink.security import digest, hash_password, verify_password
+from invitelink.security import hash_password, verify_password
+from invitelink.services import credentials
 from invitelink.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, get_owned
+from invitelink.services.pagination import Page, page_of
 
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2, "owner": 3}
 ADMIN_TOKEN_PREFIX = "ilk_"  # noqa: S105 (a prefix)
@@ -90,19 +91,19 @@ def open_session(session: Session, user: User, workspace_id: int | None, ttl: ti
     membership = session.scalar(stmt.order_by(Membership.id).limit(1))
     if membership is None:
         raise Unauthorized("this account is not a member of that workspace")
-    token = ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = credentials.issue(ADMIN_TOKEN_PREFIX, 32, shown=0)
     now = utcnow()
     # Expired sessions are swept on each login, which keeps the table small without a cron job.
     session.execute(delete(AdminSession).where(AdminSession.expires_at < now))
     row = AdminSession(
-        token_digest=digest(token),
+        token_digest=token.digest,
         user_id=user.id,
         workspace_id=membership.workspace_id,
         expires_at=now + ttl,
     )
     session.add(row)
     session.flush()
-    return token, row
+    return token.secret, row
 
 
 def resolve_token(session: Session, token: str) -> Principal:
@@ -114,7 +115,7 @@ def resolve_token(session: Session, token: str) -> Principal:
             (Membership.user_id == AdminSession.user_id) & (Membership.workspace_id == AdminSession.workspace_id),
         )
         .join(User, User.id == AdminSession.user_id)
-        .where(AdminSession.token_digest == digest(token))
+        .where(AdminSession.token_digest == credentials.lookup_digest(token))
     ).first()
     if row is None or row[0].expires_at <= utcnow():
         raise Unauthorized("invalid or expired token: log in again at /admin/v1/auth/token")
@@ -201,3 +202,33 @@ def remove_member(session: Session, principal: Principal, member_id: int) -> Non
     )
     session.delete(member)
     session.flush()
+
+
+def get_user(session: Session, principal: Principal) -> User:
+    user = session.get(User, principal.user_id)
+    if user is None:  # deleted since the token was checked in this very transaction: cannot happen, but say so
+        raise Unauthorized("this account no longer exists")
+    return user
+
+
+def rename_workspace(session: Session, principal: Principal, name: str) -> Workspace:
+    workspace = get_workspace(session, principal)
+    workspace.name = name
+    session.flush()
+    return workspace
+
+
+def list_members(session: Session, principal: Principal, cursor: str | None, limit: int) -> Page[Membership]:
+    return page_of(session, Membership, cursor, limit, Membership.workspace_id == principal.workspace_id)
+
+
+def switch_workspace(
+    session: Session, principal: Principal, workspace_id: int, ttl: timedelta
+) -> tuple[str, AdminSession, str]:
+    """A new token of this account for another of its workspaces, with the role there (NotFound if none)."""
+    user = get_user(session, principal)
+    roles = {w.id: r for w, r in list_workspaces(session, user.id)}
+    if workspace_id not in roles:
+        raise NotFound("workspace not found")
+    token, row = open_session(session, user, workspace_id, ttl)
+    return token, row, roles[workspace_id]

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from invitelink.models import ApiAccess, Mailing, Survey, utcnow
-from invitelink.security import digest
+from invitelink.models import ApiAccess, Mailing, Survey
+from invitelink.services import credentials
 from invitelink.services.errors import InvalidInput, NotFound, get_owned
+from invitelink.services.pagination import Page, page_of
 
 KEY_BYTES = 24
 NEEDS_MAILING = frozenset({"create_link", "send_mail"})
@@ -33,19 +33,19 @@ def create_access(
         mailing = session.get(Mailing, mailing_id)
         if mailing is None or mailing.survey_id != survey.id:
             raise InvalidInput("mailing_id: no such mailing in this survey", field="mailing_id")
-    key = secrets.token_urlsafe(KEY_BYTES)
+    key = credentials.issue("", KEY_BYTES, shown=6)
     access = ApiAccess(
         survey_id=survey.id,
         mailing_id=mailing_id,
         function=function,
         subgroup=subgroup,
         anonymous=anonymous,
-        key_digest=digest(key),
-        key_prefix=key[:6],
+        key_digest=key.digest,
+        key_prefix=key.shown,
     )
     session.add(access)
     session.flush()
-    return access, key
+    return access, key.secret
 
 
 def get_access(session: Session, survey: Survey, access_id: int) -> ApiAccess:
@@ -53,9 +53,7 @@ def get_access(session: Session, survey: Survey, access_id: int) -> ApiAccess:
 
 
 def revoke(session: Session, access: ApiAccess) -> None:
-    if access.revoked_at is None:
-        access.revoked_at = utcnow()
-        session.flush()
+    credentials.revoke(session, access)
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,11 @@ _RESOLVE = (
 
 def resolve(session: Session, project: str, key: str) -> AccessInfo:
     """The live access behind ``key`` on ``project``: one indexed lookup by digest (no per-request KDF)."""
-    row = session.connection().execute(_RESOLVE, {"key_digest": digest(key)}).first()
+    row = session.connection().execute(_RESOLVE, {"key_digest": credentials.lookup_digest(key)}).first()
     if row is None or row.revoked_at is not None or row.project != project:
         raise NotFound("invalid API key")
     return AccessInfo(row.id, row.survey_id, row.mailing_id, row.function, row.subgroup, row.anonymous, row.project)
+
+
+def list_accesses(session: Session, survey: Survey, cursor: str | None, limit: int) -> Page[ApiAccess]:
+    return page_of(session, ApiAccess, cursor, limit, ApiAccess.survey_id == survey.id)

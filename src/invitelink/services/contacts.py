@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Survey
 from invitelink.security import SERIAL_ALPHABET, random_code
-from invitelink.services.errors import Conflict, DomainError, InvalidInput, get_owned, save_or_conflict
+from invitelink.services.errors import Conflict, DomainError, InvalidInput, get_owned, remove, save_or_conflict
 from invitelink.services.identity import Features
+from invitelink.services.pagination import Page, page_of
 
 IMPORT_COLUMNS = ("email", "mobile", "uid", "name", "subgroup")
 MAX_IMPORT_ROWS = 50_000
@@ -228,3 +229,15 @@ def _existing_keys(session: Session, survey_id: int, keys: dict[tuple[str, str],
             ).scalars()
             found.update((name, v) for v in rows)
     return found
+
+
+def list_contacts(session: Session, survey: Survey, cursor: str | None, limit: int, email: str | None) -> Page[Contact]:
+    """The survey's contacts, optionally only the one with ``email``."""
+    where = [Contact.survey_id == survey.id]
+    if email:
+        where.append(Contact.email == email.strip().lower())
+    return page_of(session, Contact, cursor, limit, *where)
+
+
+def delete_contact(session: Session, survey: Survey, contact_id: int) -> None:
+    remove(session, get_contact(session, survey, contact_id))

@@ -64,3 +64,9 @@ def get_owned(session: Session, model: type[Row], ident: int, message: str, **ow
     if row is None or any(getattr(row, column) != value for column, value in owner.items()):
         raise NotFound(message)
     return row
+
+
+def remove(session: Session, row: object) -> None:
+    """Delete ``row`` now (the database cascades to what hangs off it), so a failure is this request's error."""
+    session.delete(row)
+    session.flush()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from invitelink.models import Industry
-from invitelink.services.errors import get_owned, save_or_conflict
+from invitelink.services.errors import get_owned, remove, save_or_conflict
+from invitelink.services.pagination import Page, page_of
 
 DEFAULT_INDUSTRIES = (
     "Healthcare",
@@ -28,3 +29,11 @@ def get_industry(session: Session, workspace_id: int, industry_id: int) -> Indus
 def save_industry(session: Session, industry: Industry) -> Industry:
     save_or_conflict(session, industry, f"industry '{industry.name}' exists in this workspace", field="name")
     return industry
+
+
+def list_industries(session: Session, workspace_id: int, cursor: str | None, limit: int) -> Page[Industry]:
+    return page_of(session, Industry, cursor, limit, Industry.workspace_id == workspace_id)
+
+
+def delete_industry(session: Session, workspace_id: int, industry_id: int) -> None:
+    remove(session, get_industry(session, workspace_id, industry_id))

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Delivery, Mailing, Survey, Token, utcnow
 from invitelink.services.deliveries import enqueue_token_holders, reachable
-from invitelink.services.errors import Conflict, InvalidInput, get_owned
+from invitelink.services.errors import Conflict, InvalidInput, get_owned, remove
 from invitelink.services.links import issue_mailing_tokens
+from invitelink.services.pagination import Page, page_of
 
 
 def get_mailing(session: Session, survey: Survey, mailing_id: int) -> Mailing:
@@ -66,3 +67,11 @@ def send_to_contacts(session: Session, mailing: Mailing, subgroup: str | None, d
     total = session.scalar(select(func.count()).select_from(Contact).where(*scope)) or 0
     reachable_count = session.scalar(select(func.count()).select_from(Contact).where(*scope, reachable(mailing))) or 0
     return SendSummary(queued=queued, already_queued=reachable_count - queued, unreachable=total - reachable_count)
+
+
+def list_mailings(session: Session, survey: Survey, cursor: str | None, limit: int) -> Page[Mailing]:
+    return page_of(session, Mailing, cursor, limit, Mailing.survey_id == survey.id)
+
+
+def delete_mailing(session: Session, survey: Survey, mailing_id: int) -> None:
+    remove(session, get_mailing(session, survey, mailing_id))

@@ -6,7 +6,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from invitelink.services.errors import InvalidInput
@@ -59,3 +59,8 @@ def paginate(
     if more and result:
         next_cursor = encode_cursor(result[-1][0].id)
     return Page(items, next_cursor)
+
+
+def page_of(session: Session, model: Any, cursor: str | None, limit: int, *where: ColumnElement[bool]) -> Page[Any]:
+    """A page of ``model`` rows matching ``where``, in id order."""
+    return paginate(session, select(model).where(*where), model.id, cursor, limit)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
 
 from invitelink.models import Participation, Supplier, Token
+from invitelink.services.pagination import Page, paginate
 
 
 def results_stmt(survey_id: int) -> Select[tuple[Participation, Token, Supplier]]:
@@ -37,3 +39,10 @@ def result_item(participation: Participation, token: Token | None, supplier: Sup
         "supplier_id": supplier.public_id if supplier else None,
         "pid": participation.pid,
     }
+
+
+def list_results(
+    session: Session, survey_id: int, cursor: str | None, limit: int
+) -> Page[tuple[Participation, Token | None, Supplier | None]]:
+    """A page of the survey's participations with their token and supplier, oldest first."""
+    return paginate(session, results_stmt(survey_id), Participation.id, cursor, limit)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from invitelink.models import Participation, Survey, Token
 from invitelink.security import SERIAL_ALPHABET, random_code
 from invitelink.services.errors import InvalidInput
+from invitelink.services.pagination import Page, paginate
 
 SERIAL_CODE_LENGTH = 8
 MAX_CODES_PER_CALL = 10_000
@@ -43,3 +44,9 @@ def serial_codes_stmt(survey_id: int) -> Select[tuple[Token, Participation]]:
         .outerjoin(Participation, Participation.token_id == Token.id)
         .where(Token.survey_id == survey_id, Token.kind == "serial_code")
     )
+
+
+def list_serial_codes(
+    session: Session, survey_id: int, cursor: str | None, limit: int
+) -> Page[tuple[Token, Participation | None]]:
+    return paginate(session, serial_codes_stmt(survey_id), Token.id, cursor, limit)

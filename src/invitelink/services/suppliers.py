@@ -9,9 +9,11 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from invitelink.models import Allocation, Quota, Supplier, SupplierKey, Survey, utcnow
-from invitelink.security import derive_key, digest, new_secret, random_code
-from invitelink.services.errors import InvalidInput, NotFound, get_owned, save_or_conflict
+from invitelink.models import Allocation, Question, QuestionOption, Quota, Supplier, SupplierKey, Survey
+from invitelink.security import derive_key, random_code
+from invitelink.services import credentials
+from invitelink.services.errors import InvalidInput, NotFound, get_owned, remove, save_or_conflict
+from invitelink.services.pagination import Page, page_of
 
 KEY_PREFIXES = {"sandbox": "R4I_TEST_", "production": "R4I_LIVE_"}
 PUBLIC_ID_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
@@ -54,11 +56,11 @@ def create_key(session: Session, supplier: Supplier, environment: str) -> tuple[
     """A new API key (returned once; only the digest is stored). R4I_TEST_… for sandbox, R4I_LIVE_… production."""
     if environment not in KEY_PREFIXES:
         raise InvalidInput("environment must be sandbox or production", field="environment")
-    secret = new_secret(KEY_PREFIXES[environment], 24)
-    key = SupplierKey(supplier_id=supplier.id, environment=environment, prefix=secret[:14], key_digest=digest(secret))
+    secret = credentials.issue(KEY_PREFIXES[environment], 24, shown=14)
+    key = SupplierKey(supplier_id=supplier.id, environment=environment, prefix=secret.shown, key_digest=secret.digest)
     session.add(key)
     session.flush()
-    return key, secret
+    return key, secret.secret
 
 
 def get_key(session: Session, supplier: Supplier, key_id: int) -> SupplierKey:
@@ -66,9 +68,7 @@ def get_key(session: Session, supplier: Supplier, key_id: int) -> SupplierKey:
 
 
 def revoke_key(session: Session, key: SupplierKey) -> None:
-    if key.revoked_at is None:
-        key.revoked_at = utcnow()
-        session.flush()
+    credentials.revoke(session, key)
 
 
 def _survey_by_public_id(session: Session, workspace_id: int, public_id: str) -> Survey:
@@ -144,3 +144,68 @@ def check_redirect(name: str, url: str) -> str:
     if url and "{uid}" not in url:
         raise InvalidInput(f"redirects.{name} must contain {{uid}}, where the participant's PID goes")
     return url
+
+
+def list_suppliers(session: Session, workspace_id: int, cursor: str | None, limit: int) -> Page[Supplier]:
+    return page_of(session, Supplier, cursor, limit, Supplier.workspace_id == workspace_id)
+
+
+def update_supplier(session: Session, supplier: Supplier, fields: dict[str, Any]) -> Supplier:
+    """Set the given columns (name, email, redirect columns)."""
+    for column, value in fields.items():
+        setattr(supplier, column, value)
+    session.flush()
+    return supplier
+
+
+def delete_supplier(session: Session, workspace_id: int, supplier_id: int) -> None:
+    remove(session, get_supplier(session, workspace_id, supplier_id))
+
+
+def list_keys(session: Session, supplier: Supplier) -> list[SupplierKey]:
+    return list(
+        session.scalars(select(SupplierKey).where(SupplierKey.supplier_id == supplier.id).order_by(SupplierKey.id))
+    )
+
+
+MAX_ALLOCATIONS_LISTED = 1000
+
+
+def list_allocations(session: Session, supplier: Supplier) -> list[tuple[Allocation, str, dict[str, int]]]:
+    """The supplier's first allocations, oldest first, each with its survey's PROJ- id and its country limits."""
+    rows = session.execute(
+        select(Allocation, Survey.public_id)
+        .join(Survey, Survey.id == Allocation.survey_id)
+        .where(Allocation.supplier_id == supplier.id)
+        .order_by(Allocation.id)
+        .limit(MAX_ALLOCATIONS_LISTED)
+    ).all()
+    limits = limits_of(session, [allocation.id for allocation, _ in rows])  # one query for the whole list
+    return [(allocation, public_id, limits[allocation.id]) for allocation, public_id in rows]
+
+
+def delete_allocation(session: Session, supplier: Supplier, allocation_id: int) -> None:
+    remove(session, get_allocation(session, supplier, allocation_id)[0])
+
+
+def replace_questions(session: Session, survey: Survey, questions: list[dict[str, Any]]) -> list[Question]:
+    """The survey's targeting questions become ``questions`` (key, text, type, category, options), in order."""
+    keys = [q["key"] for q in questions]
+    if len(set(keys)) != len(keys):
+        raise InvalidInput("question keys must be unique within the survey")
+    survey.questions.clear()
+    session.flush()
+    for position, item in enumerate(questions):
+        options = [QuestionOption(position=i, text=text) for i, text in enumerate(item["options"])]
+        survey.questions.append(
+            Question(
+                position=position,
+                key=item["key"],
+                text=item["text"],
+                type=item["type"],
+                category=item["category"],
+                options=options,
+            )
+        )
+    session.flush()
+    return list(survey.questions)

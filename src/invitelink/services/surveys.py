@@ -8,12 +8,12 @@ import unicodedata
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from invitelink.models import Industry, Survey
 from invitelink.security import digest, random_code
-from invitelink.services.errors import Conflict, InvalidInput, get_owned, save_or_conflict
+from invitelink.services.errors import Conflict, InvalidInput, get_owned, remove, save_or_conflict
+from invitelink.services.pagination import Page, page_of
 
 CALLBACK_SECRET_PREFIX = "scb_"  # noqa: S105 (a prefix)
 PROJECT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
@@ -136,8 +136,14 @@ def rotate_callback_secret(session: Session, survey: Survey) -> str:
     return secret
 
 
-def list_surveys_stmt(workspace_id: int, status: str | None = None) -> Any:
-    stmt = select(Survey).where(Survey.workspace_id == workspace_id)
+def list_surveys(
+    session: Session, workspace_id: int, status: str | None, cursor: str | None, limit: int
+) -> Page[Survey]:
+    where = [Survey.workspace_id == workspace_id]
     if status:
-        stmt = stmt.where(Survey.status == status)
-    return stmt
+        where.append(Survey.status == status)
+    return page_of(session, Survey, cursor, limit, *where)
+
+
+def delete_survey(session: Session, workspace_id: int, survey_id: int) -> None:
+    remove(session, get_survey(session, workspace_id, survey_id))

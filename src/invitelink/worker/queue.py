@@ -214,3 +214,14 @@ def release(session: Session, delivery_ids: list[int], worker_id: str) -> None:
             .where(Delivery.id.in_(delivery_ids), Delivery.locked_by == worker_id, Delivery.status == "sending")
             .values(status="queued", locked_until=None, attempts=Delivery.attempts - 1)
         )
+
+
+def record_outcome(session: Session, job: Job, worker_id: str, outcome: str, detail: str) -> None:
+    """What became of a send: ``sent`` (detail: the message id), ``failed`` for good, or anything else for a retry
+    (detail: the error)."""
+    if outcome == "sent":
+        mark_sent(session, job, worker_id, detail)
+    elif outcome == "failed":
+        mark_failed(session, job.delivery_id, worker_id, detail)
+    else:
+        mark_retry(session, job, worker_id, detail)

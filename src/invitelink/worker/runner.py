@@ -12,7 +12,7 @@ import uuid
 from datetime import timedelta
 
 from invitelink.config import Settings
-from invitelink.db import Database, transaction
+from invitelink.db import Database
 from invitelink.worker import queue
 from invitelink.worker.messages import build_email, build_sms, message_id
 from invitelink.worker.transports import PermanentError, TransientError, make_mailer, make_sms
@@ -43,22 +43,8 @@ class Worker:
         self.sms = make_sms(settings)
         self.sent = 0
 
-    def _claim(self) -> list[queue.Job]:
-        with transaction(self.database.sessions) as session:
-            return queue.claim(session, self.worker_id, self.batch, self.lease)
-
-    def _record(self, job: queue.Job, outcome: str, detail: str) -> None:
-        with transaction(self.database.sessions) as session:
-            if outcome == "sent":
-                queue.mark_sent(session, job, self.worker_id, detail)
-            elif outcome == "failed":
-                queue.mark_failed(session, job.delivery_id, self.worker_id, detail)
-            else:
-                queue.mark_retry(session, job, self.worker_id, detail)
-
-    def _release(self, jobs: list[queue.Job]) -> None:
-        with transaction(self.database.sessions) as session:
-            queue.release(session, [j.delivery_id for j in jobs], self.worker_id)
+    async def _record(self, job: queue.Job, outcome: str, detail: str) -> None:
+        await self.database.write(queue.record_outcome, job, self.worker_id, outcome, detail)
 
     async def send(self, job: queue.Job) -> None:
         """Send one job and record the outcome; never raises for a transport's refusal."""
@@ -73,21 +59,21 @@ class Worker:
                 detail = key
         except PermanentError as exc:
             log.warning("delivery %s failed: %s", job.delivery_id, exc)
-            await asyncio.to_thread(self._record, job, "failed", str(exc))
+            await self._record(job, "failed", str(exc))
             return
         except TransientError as exc:
             log.info("delivery %s will be retried: %s", job.delivery_id, exc)
-            await asyncio.to_thread(self._record, job, "retry", str(exc))
+            await self._record(job, "retry", str(exc))
             return
-        await asyncio.to_thread(self._record, job, "sent", detail)
+        await self._record(job, "sent", detail)
         self.sent += 1
 
     async def run_once(self, stop: asyncio.Event | None = None) -> int:
         """Claim one batch and send it; returns how many jobs it claimed. Stops early, releasing the rest."""
-        jobs = await asyncio.to_thread(self._claim)
+        jobs = await self.database.write(queue.claim, self.worker_id, self.batch, self.lease)
         for index, job in enumerate(jobs):
             if stop is not None and stop.is_set():
-                await asyncio.to_thread(self._release, jobs[index:])
+                await self.database.write(queue.release, [j.delivery_id for j in jobs[index:]], self.worker_id)
                 break
             await self.send(job)
         return len(jobs)

@@ -7,15 +7,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Response
 from pydantic import Field, StringConstraints
-from sqlalchemy import select
 
 from invitelink.api.admin.deps import Db, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import Input, Output, Page
 from invitelink.api.deps import SettingsDep
-from invitelink.models import ApiAccess
 from invitelink.services import api_accesses
-from invitelink.services.pagination import DEFAULT_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/surveys/{survey_id}/api-accesses", tags=["sosci API accesses"], route_class=AdminRoute)
 
@@ -53,8 +51,7 @@ class ApiAccessCreated(ApiAccessOut):
 def list_accesses(
     survey: ReadableSurvey, db: Db, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
 ) -> Page[ApiAccessOut]:
-    stmt = select(ApiAccess).where(ApiAccess.survey_id == survey.id)
-    page = paginate(db, stmt, ApiAccess.id, cursor, limit)
+    page = api_accesses.list_accesses(db, survey, cursor, limit)
     return Page(items=[ApiAccessOut.model_validate(a) for a in page.items], next_cursor=page.next_cursor)
 
 

@@ -13,7 +13,6 @@ from invitelink.api.admin.deps import CurrentPrincipal, Db
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import MeOut, TokenOut, UserOut, WorkspaceOut
 from invitelink.api.deps import SettingsDep
-from invitelink.models import User
 from invitelink.services import accounts
 from invitelink.services.errors import InvalidInput
 
@@ -58,7 +57,7 @@ def logout(db: Db, principal: CurrentPrincipal) -> Response:
 
 @router.get("/me", response_model=MeOut, summary="The account, workspace and role behind this token")
 def me(db: Db, principal: CurrentPrincipal) -> MeOut:
-    user = db.get(User, principal.user_id)
+    user = accounts.get_user(db, principal)
     workspace = accounts.get_workspace(db, principal)
     return MeOut(
         user=UserOut.model_validate(user),

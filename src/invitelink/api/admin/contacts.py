@@ -6,16 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
 from invitelink.api.admin.deps import Db, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import ContactIn, ContactOut, ContactPatch, ImportReportOut, Page
-from invitelink.models import Contact
 from invitelink.services import contacts
 from invitelink.services.errors import InvalidInput
-from invitelink.services.pagination import DEFAULT_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/surveys/{survey_id}/contacts", tags=["contacts"], route_class=AdminRoute)
 
@@ -34,10 +32,7 @@ def list_contacts(
     limit: Limit = DEFAULT_LIMIT,
     email: Annotated[str | None, Query(max_length=254)] = None,
 ) -> Page[ContactOut]:
-    stmt = select(Contact).where(Contact.survey_id == survey.id)
-    if email:
-        stmt = stmt.where(Contact.email == email.strip().lower())
-    page = paginate(db, stmt, Contact.id, cursor, limit)
+    page = contacts.list_contacts(db, survey, cursor, limit, email)
     return Page(items=[ContactOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
 
 
@@ -113,5 +108,5 @@ def update_contact(contact_id: int, body: ContactPatch, survey: WritableSurvey, 
 
 @router.delete("/{contact_id}", status_code=204, summary="Delete a contact, its links and deliveries")
 def delete_contact(contact_id: int, survey: WritableSurvey, db: Db) -> Response:
-    db.delete(contacts.get_contact(db, survey, contact_id))
+    contacts.delete_contact(db, survey, contact_id)
     return Response(status_code=204)

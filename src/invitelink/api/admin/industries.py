@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
 
 from invitelink.api.admin.deps import CurrentPrincipal, Db, Editor, Limit
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import IndustryIn, IndustryOut, Page
 from invitelink.models import Industry
 from invitelink.services import industries
-from invitelink.services.pagination import DEFAULT_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/industries", tags=["industries"], route_class=AdminRoute)
 
@@ -19,8 +18,7 @@ router = APIRouter(prefix="/industries", tags=["industries"], route_class=AdminR
 def list_industries(
     db: Db, principal: CurrentPrincipal, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
 ) -> Page[IndustryOut]:
-    stmt = select(Industry).where(Industry.workspace_id == principal.workspace_id)
-    page = paginate(db, stmt, Industry.id, cursor, limit)
+    page = industries.list_industries(db, principal.workspace_id, cursor, limit)
     return Page(items=[IndustryOut.model_validate(i) for i in page.items], next_cursor=page.next_cursor)
 
 
@@ -39,5 +37,5 @@ def rename_industry(industry_id: int, body: IndustryIn, db: Db, principal: Edito
 
 @router.delete("/{industry_id}", status_code=204, summary="Delete an industry (surveys keep no industry)")
 def delete_industry(industry_id: int, db: Db, principal: Editor) -> Response:
-    db.delete(industries.get_industry(db, principal.workspace_id, industry_id))
+    industries.delete_industry(db, principal.workspace_id, industry_id)
     return Response(status_code=204)

@@ -8,14 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, StringConstraints
-from sqlalchemy import select
 
 from invitelink.api.admin.deps import Db, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import Input, MailingFields, MailingIn, MailingOut, Page
 from invitelink.models import Mailing, utcnow
 from invitelink.services import mailings
-from invitelink.services.pagination import DEFAULT_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/surveys/{survey_id}/mailings", tags=["mailings"], route_class=AdminRoute)
 
@@ -30,7 +29,7 @@ def mailing_out(mailing: Mailing) -> MailingOut:
 def list_mailings(
     survey: ReadableSurvey, db: Db, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
 ) -> Page[MailingOut]:
-    page = paginate(db, select(Mailing).where(Mailing.survey_id == survey.id), Mailing.id, cursor, limit)
+    page = mailings.list_mailings(db, survey, cursor, limit)
     return Page(items=[mailing_out(m) for m in page.items], next_cursor=page.next_cursor)
 
 
@@ -52,7 +51,7 @@ def update_mailing(mailing_id: int, body: MailingFields, survey: WritableSurvey,
 
 @router.delete("/{mailing_id}", status_code=204, summary="Delete a mailing and its queued deliveries")
 def delete_mailing(mailing_id: int, survey: WritableSurvey, db: Db) -> Response:
-    db.delete(mailings.get_mailing(db, survey, mailing_id))
+    mailings.delete_mailing(db, survey, mailing_id)
     return Response(status_code=204)
 
 

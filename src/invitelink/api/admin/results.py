@@ -7,9 +7,8 @@ from fastapi import APIRouter
 from invitelink.api.admin.deps import Db, Limit, ReadableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import Page, ResultItem
-from invitelink.models import Participation
 from invitelink.services import results
-from invitelink.services.pagination import DEFAULT_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT
 
 router = APIRouter(tags=["results"], route_class=AdminRoute)
 
@@ -24,7 +23,7 @@ router = APIRouter(tags=["results"], route_class=AdminRoute)
 def survey_results(
     survey: ReadableSurvey, db: Db, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
 ) -> Page[ResultItem]:
-    page = paginate(db, results.results_stmt(survey.id), Participation.id, cursor, limit)
+    page = results.list_results(db, survey.id, cursor, limit)
     return Page(
         items=[ResultItem.model_validate(results.result_item(*row)) for row in page.items],
         next_cursor=page.next_cursor,

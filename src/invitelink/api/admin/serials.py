@@ -9,7 +9,7 @@ from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import Page, SerialCodeOut, SerialCodesIn
 from invitelink.models import Participation, Token
 from invitelink.services import serials
-from invitelink.services.pagination import DEFAULT_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/surveys/{survey_id}/serial-codes", tags=["serial codes"], route_class=AdminRoute)
 
@@ -29,7 +29,7 @@ def code_out(token: Token, participation: Participation | None) -> SerialCodeOut
 def list_codes(
     survey: ReadableSurvey, db: Db, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
 ) -> Page[SerialCodeOut]:
-    page = paginate(db, serials.serial_codes_stmt(survey.id), Token.id, cursor, limit)
+    page = serials.list_serial_codes(db, survey.id, cursor, limit)
     return Page(items=[code_out(t, p) for t, p in page.items], next_cursor=page.next_cursor)
 
 

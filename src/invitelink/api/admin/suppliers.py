@@ -9,17 +9,15 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Response
 from pydantic import EmailStr, Field, StringConstraints
-from sqlalchemy import select
 
 from invitelink.api.admin.deps import Admin, CurrentPrincipal, Db, Editor, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import Country, Input, Name, Output, Page
 from invitelink.api.deps import SettingsDep
 from invitelink.config import Settings
-from invitelink.models import Allocation, Question, QuestionOption, Supplier, SupplierKey, Survey
+from invitelink.models import Allocation, Question, Supplier
 from invitelink.services import suppliers
-from invitelink.services.errors import InvalidInput
-from invitelink.services.pagination import DEFAULT_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/suppliers", tags=["suppliers"], route_class=AdminRoute)
 questions_router = APIRouter(prefix="/surveys/{survey_id}/questions", tags=["suppliers"], route_class=AdminRoute)
@@ -90,8 +88,7 @@ def _with_secret(supplier: Supplier, settings: Settings) -> SupplierSecret:
 def list_suppliers(
     principal: CurrentPrincipal, db: Db, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
 ) -> Page[SupplierOut]:
-    stmt = select(Supplier).where(Supplier.workspace_id == principal.workspace_id)
-    page = paginate(db, stmt, Supplier.id, cursor, limit)
+    page = suppliers.list_suppliers(db, principal.workspace_id, cursor, limit)
     return Page(items=[supplier_out(s) for s in page.items], next_cursor=page.next_cursor)
 
 
@@ -111,20 +108,19 @@ def get_supplier(supplier_id: int, principal: CurrentPrincipal, db: Db) -> Suppl
 @router.patch("/{supplier_id}", response_model=SupplierOut, summary="Update a supplier's name, e-mail or redirects")
 def update_supplier(supplier_id: int, body: SupplierPatch, principal: Admin, db: Db) -> SupplierOut:
     supplier = suppliers.get_supplier(db, principal.workspace_id, supplier_id)
+    fields: dict[str, str] = {}
     if body.name is not None:
-        supplier.name = body.name
+        fields["name"] = body.name
     if body.email is not None:
-        supplier.email = str(body.email)
+        fields["email"] = str(body.email)
     if body.redirects is not None:
-        for column, url in _redirect_fields(body.redirects).items():
-            setattr(supplier, column, url)
-    db.flush()
-    return supplier_out(supplier)
+        fields.update(_redirect_fields(body.redirects))
+    return supplier_out(suppliers.update_supplier(db, supplier, fields))
 
 
 @router.delete("/{supplier_id}", status_code=204, summary="Delete a supplier with its keys and allocations")
 def delete_supplier(supplier_id: int, principal: Admin, db: Db) -> Response:
-    db.delete(suppliers.get_supplier(db, principal.workspace_id, supplier_id))
+    suppliers.delete_supplier(db, principal.workspace_id, supplier_id)
     return Response(status_code=204)
 
 
@@ -161,8 +157,7 @@ class KeyCreated(KeyOut):
 @router.get("/{supplier_id}/keys", response_model=list[KeyOut], summary="List a supplier's API keys (never the keys)")
 def list_keys(supplier_id: int, principal: CurrentPrincipal, db: Db) -> list[KeyOut]:
     supplier = suppliers.get_supplier(db, principal.workspace_id, supplier_id)
-    keys = db.scalars(select(SupplierKey).where(SupplierKey.supplier_id == supplier.id).order_by(SupplierKey.id))
-    return [KeyOut.model_validate(k) for k in keys]
+    return [KeyOut.model_validate(k) for k in suppliers.list_keys(db, supplier)]
 
 
 @router.post("/{supplier_id}/keys", response_model=KeyCreated, status_code=201, summary="Create an API key (admins)")
@@ -241,15 +236,7 @@ def one_allocation_out(db: Db, allocation: Allocation, public_id: str) -> Alloca
 )
 def list_allocations(supplier_id: int, principal: CurrentPrincipal, db: Db) -> list[AllocationOut]:
     supplier = suppliers.get_supplier(db, principal.workspace_id, supplier_id)
-    rows = db.execute(
-        select(Allocation, Survey.public_id)
-        .join(Survey, Survey.id == Allocation.survey_id)
-        .where(Allocation.supplier_id == supplier.id)
-        .order_by(Allocation.id)
-        .limit(1000)
-    ).all()
-    limits = suppliers.limits_of(db, [allocation.id for allocation, _ in rows])  # one query for the whole list
-    return [allocation_out(allocation, public_id, limits[allocation.id]) for allocation, public_id in rows]
+    return [allocation_out(*row) for row in suppliers.list_allocations(db, supplier)]
 
 
 @router.post("/{supplier_id}/allocations", response_model=AllocationOut, status_code=201, summary="Allocate a survey")
@@ -283,7 +270,7 @@ def update_allocation(
 @router.delete("/{supplier_id}/allocations/{allocation_id}", status_code=204, summary="Withdraw an allocation")
 def delete_allocation(supplier_id: int, allocation_id: int, principal: Editor, db: Db) -> Response:
     supplier = suppliers.get_supplier(db, principal.workspace_id, supplier_id)
-    db.delete(suppliers.get_allocation(db, supplier, allocation_id)[0])
+    suppliers.delete_allocation(db, supplier, allocation_id)
     return Response(status_code=204)
 
 
@@ -336,21 +323,4 @@ def list_questions(survey: ReadableSurvey) -> list[QuestionOut]:
 def replace_questions(
     body: Annotated[list[QuestionIn], Field(max_length=100)], survey: WritableSurvey, db: Db
 ) -> list[QuestionOut]:
-    keys = [q.key for q in body]
-    if len(set(keys)) != len(keys):
-        raise InvalidInput("question keys must be unique within the survey")
-    survey.questions.clear()
-    db.flush()
-    for position, item in enumerate(body):
-        survey.questions.append(
-            Question(
-                position=position,
-                key=item.key,
-                text=item.text,
-                type=item.type,
-                category=item.category,
-                options=[QuestionOption(position=i, text=text) for i, text in enumerate(item.options)],
-            )
-        )
-    db.flush()
-    return _questions_out(list(survey.questions))
+    return _questions_out(suppliers.replace_questions(db, survey, [item.model_dump() for item in body]))

@@ -20,7 +20,7 @@ from invitelink.api.admin.schemas import (
 )
 from invitelink.models import Survey
 from invitelink.services import surveys
-from invitelink.services.pagination import DEFAULT_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/surveys", tags=["surveys"], route_class=AdminRoute)
 
@@ -61,7 +61,7 @@ def list_surveys(
     cursor: str | None = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> Page[SurveyOut]:
-    page = paginate(db, surveys.list_surveys_stmt(principal.workspace_id, status), Survey.id, cursor, limit)
+    page = surveys.list_surveys(db, principal.workspace_id, status, cursor, limit)
     return Page(items=[SurveyOut.model_validate(survey_out(s)) for s in page.items], next_cursor=page.next_cursor)
 
 
@@ -96,7 +96,7 @@ def update_survey(body: SurveyPatch, survey: WritableSurvey, db: Db) -> SurveyOu
 
 @router.delete("/{survey_id}", status_code=204, summary="Delete a survey and everything in it (admins)")
 def delete_survey(survey_id: int, db: Db, principal: Admin) -> Response:
-    db.delete(surveys.get_survey(db, principal.workspace_id, survey_id))
+    surveys.delete_survey(db, principal.workspace_id, survey_id)
     return Response(status_code=204)
 
 

@@ -7,15 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Response
 from pydantic import Field
-from sqlalchemy import select
 
 from invitelink.api.admin.deps import Db, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import Input, LongText, Name, Output, Page, ShortText
 from invitelink.api.deps import SettingsDep
-from invitelink.models import TriggerToken
 from invitelink.services import trigger_tokens
-from invitelink.services.pagination import DEFAULT_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/surveys/{survey_id}/trigger-tokens", tags=["trigger tokens"], route_class=AdminRoute)
 
@@ -66,7 +64,7 @@ class TriggerTokenCreated(TriggerTokenOut):
 def list_tokens(
     survey: ReadableSurvey, db: Db, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
 ) -> Page[TriggerTokenOut]:
-    page = paginate(db, select(TriggerToken).where(TriggerToken.survey_id == survey.id), TriggerToken.id, cursor, limit)
+    page = trigger_tokens.list_tokens(db, survey, cursor, limit)
     return Page(items=[TriggerTokenOut.model_validate(t) for t in page.items], next_cursor=page.next_cursor)
 
 
@@ -90,16 +88,12 @@ def get_token(token_id: int, survey: ReadableSurvey, db: Db) -> TriggerTokenOut:
 @router.patch("/{token_id}", response_model=TriggerTokenOut, summary="Change a trigger token's name or defaults")
 def update_token(token_id: int, body: TriggerTokenPatch, survey: WritableSurvey, db: Db) -> TriggerTokenOut:
     token = trigger_tokens.get_token(db, survey, token_id)
-    for field, value in body.model_dump(exclude_unset=True).items():
-        if value is not None:
-            setattr(token, field, value)
-    db.flush()
-    return TriggerTokenOut.model_validate(token)
+    return TriggerTokenOut.model_validate(trigger_tokens.update_token(db, token, body.model_dump(exclude_unset=True)))
 
 
 @router.delete(
     "/{token_id}", status_code=204, summary="Delete a trigger token (rotation: create a new one, delete the old)"
 )
 def delete_token(token_id: int, survey: WritableSurvey, db: Db) -> Response:
-    db.delete(trigger_tokens.get_token(db, survey, token_id))
+    trigger_tokens.delete_token(db, survey, token_id)
     return Response(status_code=204)

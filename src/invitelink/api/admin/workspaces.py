@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
 
 from invitelink.api.admin.deps import Admin, CurrentPrincipal, Db, Limit
 from invitelink.api.admin.errors import AdminRoute
@@ -20,10 +19,8 @@ from invitelink.api.admin.schemas import (
     WorkspaceOut,
 )
 from invitelink.api.deps import SettingsDep
-from invitelink.models import Membership, User
 from invitelink.services import accounts
-from invitelink.services.errors import NotFound
-from invitelink.services.pagination import DEFAULT_LIMIT, paginate
+from invitelink.services.pagination import DEFAULT_LIMIT
 
 router = APIRouter(tags=["workspaces"], route_class=AdminRoute)
 
@@ -38,9 +35,7 @@ def list_my_workspaces(db: Db, principal: CurrentPrincipal) -> list[MyWorkspaceO
 
 @router.post("/workspaces", response_model=WorkspaceOut, status_code=201, summary="Create a workspace you own")
 def create_workspace(body: WorkspaceIn, db: Db, principal: CurrentPrincipal) -> WorkspaceOut:
-    user = db.get(User, principal.user_id)
-    assert user is not None
-    return WorkspaceOut.model_validate(accounts.create_workspace(db, body.name, user))
+    return WorkspaceOut.model_validate(accounts.create_workspace(db, body.name, accounts.get_user(db, principal)))
 
 
 @router.post(
@@ -54,19 +49,9 @@ def switch_workspace(
     principal: CurrentPrincipal,
     settings: SettingsDep,
 ) -> TokenOut:
-    user = db.get(User, principal.user_id)
-    assert user is not None
-    roles = {w.id: r for w, r in accounts.list_workspaces(db, user.id)}
-    if workspace_id not in roles:
-        raise NotFound("workspace not found")
     ttl = timedelta(hours=settings.admin_session_hours)
-    token, _row = accounts.open_session(db, user, workspace_id, ttl)
-    return TokenOut(
-        access_token=token,
-        expires_in=int(ttl.total_seconds()),
-        workspace_id=workspace_id,
-        role=roles[workspace_id],
-    )
+    token, _row, role = accounts.switch_workspace(db, principal, workspace_id, ttl)
+    return TokenOut(access_token=token, expires_in=int(ttl.total_seconds()), workspace_id=workspace_id, role=role)
 
 
 @router.get("/workspace", response_model=WorkspaceOut, summary="The current workspace")
@@ -76,18 +61,14 @@ def get_current_workspace(db: Db, principal: CurrentPrincipal) -> WorkspaceOut:
 
 @router.patch("/workspace", response_model=WorkspaceOut, summary="Rename the current workspace")
 def rename_workspace(body: WorkspaceIn, db: Db, principal: Admin) -> WorkspaceOut:
-    workspace = accounts.get_workspace(db, principal)
-    workspace.name = body.name
-    db.flush()
-    return WorkspaceOut.model_validate(workspace)
+    return WorkspaceOut.model_validate(accounts.rename_workspace(db, principal, body.name))
 
 
 @router.get("/members", response_model=Page[MemberOut], tags=["members"], summary="Members of the workspace")
 def list_members(
     db: Db, principal: CurrentPrincipal, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
 ) -> Page[MemberOut]:
-    stmt = select(Membership).where(Membership.workspace_id == principal.workspace_id)
-    page = paginate(db, stmt, Membership.id, cursor, limit)
+    page = accounts.list_members(db, principal, cursor, limit)
     return Page(items=[MemberOut.model_validate(m) for m in page.items], next_cursor=page.next_cursor)
 
 

@@ -9,8 +9,8 @@ from invitelink.api.deps import DatabaseDep, SettingsDep
 from invitelink.api.errors import storage_failure
 from invitelink.api.params import merged_params
 from invitelink.db import Database
-from invitelink.families.participant.pages import NOT_FOUND_PAGE, UNAVAILABLE_PAGE, page
-from invitelink.families.participant.routes import open_link
+from invitelink.families.participation.pages import NOT_FOUND_PAGE, UNAVAILABLE_PAGE, page
+from invitelink.families.participation.routes import open_link
 from invitelink.families.sosci import calls, wire
 from invitelink.services.api_accesses import AccessInfo
 from invitelink.services.errors import DomainError

@@ -26,7 +26,8 @@ from invitelink.models import (
     Survey,
     Token,
 )
-from invitelink.security import digest, random_code
+from invitelink.security import random_code
+from invitelink.services import credentials
 from invitelink.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from invitelink.services.fields import whole_number
 from invitelink.services.identity import normalize_email
@@ -49,7 +50,7 @@ def authenticate(session: Session, key: str | None, environment: str) -> Caller:
     row = session.execute(
         select(SupplierKey, Supplier)
         .join(Supplier, Supplier.id == SupplierKey.supplier_id)
-        .where(SupplierKey.key_digest == digest(key))
+        .where(SupplierKey.key_digest == credentials.lookup_digest(key))
     ).first()
     if row is None or row[0].revoked_at is not None:
         raise Unauthorized("Invalid API key")

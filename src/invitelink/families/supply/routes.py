@@ -13,7 +13,7 @@ from invitelink.api.errors import family_route
 from invitelink.api.params import bearer, json_object
 from invitelink.config import Settings
 from invitelink.db import Database
-from invitelink.families.participant.pages import END_PAGES, INCOMPLETE_PAGE, NO_STORE, NOT_FOUND_PAGE, page
+from invitelink.families.participation.pages import END_PAGES, INCOMPLETE_PAGE, NO_STORE, NOT_FOUND_PAGE, page
 from invitelink.families.supply import calls, entry
 from invitelink.families.supply.rate_limit import RateLimiter
 from invitelink.security import digest

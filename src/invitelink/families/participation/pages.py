@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import html
 
+from fastapi import Response
 from fastapi.responses import HTMLResponse
+
+from invitelink.api.errors import Renderer
+from invitelink.services.errors import DomainError
 
 # Links are credentials: keep them out of referrers and shared caches.
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -34,3 +38,13 @@ def page(status: int, title: str, text: str) -> HTMLResponse:
         f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
     )
     return HTMLResponse(body, status_code=status, headers=NO_STORE)
+
+
+def page_errors(title: str) -> Renderer:
+    """Errors of routes that people open in a browser (or a mail client posts to): pages titled ``title``, not
+    JSON."""
+
+    def render(status: int, message: str, _exc: DomainError | None = None) -> Response:
+        return page(status, UNAVAILABLE_PAGE[0] if status == 503 else title, message)
+
+    return render

@@ -14,8 +14,8 @@ from invitelink.api.deps import DatabaseDep, SettingsDep
 from invitelink.api.errors import family_route
 from invitelink.api.params import no_nul
 from invitelink.db import Database
-from invitelink.families.participant import calls
-from invitelink.families.participant.pages import CLOSED_PAGE, END_PAGES, NO_STORE, NOT_FOUND_PAGE, page
+from invitelink.families.participation import calls
+from invitelink.families.participation.pages import CLOSED_PAGE, END_PAGES, NO_STORE, NOT_FOUND_PAGE, page, page_errors
 from invitelink.services.errors import DomainError, InvalidInput, NotFound, Unauthorized
 
 MAX_RESPONSE_BYTES = 256 * 1024
@@ -45,6 +45,8 @@ def render_error(status: int, message: str, _exc: DomainError | None = None) -> 
 
 
 router = APIRouter(tags=["participation"], route_class=family_route(render_error))
+# The end redirect is opened by the participant's browser: its errors are pages.
+pages_router = APIRouter(tags=["participation"], route_class=family_route(page_errors("Survey link")))
 bearer = HTTPBearer(auto_error=False, description="The survey's questionnaire callback secret (scb_…).")
 
 
@@ -85,7 +87,7 @@ async def participation_event(
 END_STATUSES = Literal["complete", "terminate", "quotafull", "security"]
 
 
-@router.get(
+@pages_router.get(
     "/survey/end",
     summary="End redirect: the participant's browser after the questionnaire",
     description="Records the outcome like the callback (idempotent, monotonic) and shows a closing page.",

@@ -11,17 +11,10 @@ from fastapi.responses import HTMLResponse, Response
 
 from invitelink.api.deps import DatabaseDep, SettingsDep
 from invitelink.api.errors import family_route
-from invitelink.families.participant import calls
-from invitelink.families.participant.pages import NO_STORE, page
-from invitelink.services.errors import DomainError
+from invitelink.families.participation import calls
+from invitelink.families.participation.pages import NO_STORE, page, page_errors
 
-
-def render_error(status: int, message: str, _exc: DomainError | None = None) -> Response:
-    """People read these answers in a browser (or a mail client posts to it): pages, not JSON."""
-    return page(status, "Please try again shortly" if status == 503 else "Unsubscribe", message)
-
-
-router = APIRouter(tags=["participation"], route_class=family_route(render_error))
+router = APIRouter(tags=["participation"], route_class=family_route(page_errors("Unsubscribe")))
 INVALID = ("Link not valid", "This unsubscribe link is not valid. Please use the link from your e-mail.")
 Token = Annotated[str, Query(alias="u", max_length=64)]
 
