@@ -27,8 +27,8 @@ from sqlalchemy import func, select
 
 from invitelink.config import Settings
 from invitelink.db import Database, transaction
+from invitelink.migrate import upgrade_to_head
 from invitelink.models import Contact, Delivery, Mailing, utcnow
-from invitelink.schema import upgrade_to_head
 from invitelink.services import accounts, surveys
 from invitelink.services.mailings import send_to_contacts
 from invitelink.worker.runner import Worker

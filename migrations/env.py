@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from the caller (invitelink.schema) or from the settings."""
+"""Alembic environment: the URL comes from the caller (invitelink.migrate) or from the settings."""
 
 from __future__ import annotations
 
