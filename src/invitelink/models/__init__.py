@@ -3,15 +3,18 @@
 from invitelink.models.access import API_FUNCTIONS, ApiAccess, TriggerToken
 from invitelink.models.base import Base, utcnow
 from invitelink.models.contact import Contact, Suppression
+from invitelink.models.event import EVENT_TYPES, Event
 from invitelink.models.mailing import Delivery, Mailing
 from invitelink.models.participation import PARTICIPATION_STATUSES, Participation
 from invitelink.models.supplier import Allocation, Panelist, Quota, Supplier, SupplierKey
 from invitelink.models.survey import SURVEY_STATUSES, Industry, Question, QuestionOption, Survey
 from invitelink.models.tenancy import ROLES, AdminSession, Membership, User, Workspace
 from invitelink.models.token import Token
+from invitelink.models.webhook import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 __all__ = [
     "API_FUNCTIONS",
+    "EVENT_TYPES",
     "PARTICIPATION_STATUSES",
     "ROLES",
     "SURVEY_STATUSES",
@@ -21,6 +24,7 @@ __all__ = [
     "Base",
     "Contact",
     "Delivery",
+    "Event",
     "Industry",
     "Mailing",
     "Membership",
@@ -36,6 +40,9 @@ __all__ = [
     "Token",
     "TriggerToken",
     "User",
+    "WebhookAttempt",
+    "WebhookEndpoint",
+    "WebhookMessage",
     "Workspace",
     "utcnow",
 ]

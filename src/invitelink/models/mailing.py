@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from invitelink.models.base import Base, JsonType, utcnow
 
-DELIVERY_STATUSES = ("queued", "sending", "sent", "skipped", "failed")
+DELIVERY_STATUSES = ("queued", "sending", "sent", "skipped", "failed", "bounced")
 
 
 class Mailing(Base):
@@ -50,11 +50,13 @@ class Delivery(Base):
     __table_args__ = (
         # sequence 0 is the invitation, 1.. are reminders: a retried enqueue cannot queue the same message twice.
         UniqueConstraint("mailing_id", "contact_id", "channel", "sequence"),
-        CheckConstraint("status IN ('queued', 'sending', 'sent', 'skipped', 'failed')", name="status"),
+        CheckConstraint("status IN ('queued', 'sending', 'sent', 'skipped', 'failed', 'bounced')", name="status"),
         CheckConstraint("channel IN ('email', 'sms')", name="channel"),
         # The worker's claim query: due rows by status and due time.
         Index(None, "status", "due_at"),
         Index(None, "contact_id", "mailing_id"),
+        # A bounce names the message by its Message-ID; the admin list filters a survey's deliveries by status.
+        Index(None, "message_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

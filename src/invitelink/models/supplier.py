@@ -27,6 +27,9 @@ class Supplier(Base):
     # The redirect-signing key is derived from the server secret and this version, never stored;
     # bumping the version rotates it.
     hmac_key_version: Mapped[int] = mapped_column(default=1)
+    # Server-to-server postback of every final outcome of this supplier's participants (HMAC-signed), for panel
+    # exchanges that reconcile from postbacks because browser redirects get lost. Empty: none.
+    postback_url: Mapped[str] = mapped_column(String(2000), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -11,7 +11,9 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Mailing, Participation, Survey, Token, utcnow
 from invitelink.security import digest
+from invitelink.services import events
 from invitelink.services.errors import InvalidInput, NotFound, Unauthorized
+from invitelink.services.upsert import rowcount
 
 TERMINAL = ("completed", "terminated", "quotafull", "security")
 # Event name (callback) or end-redirect status -> participation status.
@@ -72,11 +74,13 @@ def record_click(session: Session, token: Token, ip: str | None, user_agent: str
         .where(Participation.id == participation.id)
         .values(click_count=Participation.click_count + 1, updated_at=now)
     )
-    session.execute(
+    first = session.execute(
         update(Participation)
         .where(Participation.id == participation.id, Participation.first_click_at.is_(None))
         .values(first_click_at=now, ip=(ip or "")[:45] or None, user_agent=(user_agent or "")[:500] or None)
     )
+    if rowcount(first) == 1:
+        events.participation_changed(session, participation.id, "participation.clicked")
 
 
 def callback_survey(session: Session, secret: str) -> Survey:
@@ -114,8 +118,9 @@ def record_event(
         values["ended_at"] = now
     if response is not None:
         values["response"] = response
-    # Conditional UPDATE: the database decides, so two racing callbacks cannot move a participation backwards.
-    session.execute(
+    # Conditional UPDATE: the database decides, so two racing callbacks cannot move a participation backwards, and
+    # its row count says whether anything changed (a repeat or a contradiction records no event).
+    moved = session.execute(
         update(Participation)
         .where(Participation.id == participation.id, Participation.status.in_(ALLOWED_FROM[status]))
         .values(**values)
@@ -137,6 +142,8 @@ def record_event(
             )
             .values(verified_at=now)
         )
+    if rowcount(moved) == 1:
+        events.participation_changed(session, participation.id, f"participation.{status}")
     session.expire(participation)
     return session.scalar(select(Participation.status).where(Participation.id == participation.id)) or status
 

@@ -8,7 +8,8 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Delivery, Mailing, Suppression, Survey, utcnow
 from invitelink.security import constant_time_equal, derive_key, sign
-from invitelink.services.upsert import insert_ignore_many
+from invitelink.services import events
+from invitelink.services.upsert import insert_ignore_many, rowcount
 
 SIGNATURE_LENGTH = 24
 
@@ -48,9 +49,14 @@ def resolve(session: Session, server_secret: bytes, token: str) -> tuple[int, st
     return int(row.workspace_id), str(row.email)
 
 
-def suppress(session: Session, workspace_id: int, address: str) -> None:
-    """Idempotent: a second unsubscribe of the same address changes nothing."""
-    session.execute(
+def suppress(session: Session, workspace_id: int, address: str) -> bool:
+    """Idempotent: a second unsubscribe of the same address changes nothing (and records no event). True when the
+    address was added."""
+    result = session.execute(
         insert_ignore_many(Suppression.__table__, ("workspace_id", "address", "created_at")),
         {"workspace_id": workspace_id, "address": address, "created_at": utcnow()},
     )
+    if rowcount(result) != 1:
+        return False
+    events.contact_unsubscribed(session, workspace_id, address)
+    return True

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import Table, TextClause, TextualSelect, bindparam, text
+from sqlalchemy import CursorResult, Result, Table, TextClause, TextualSelect, bindparam, text
 
 
 def _insert_sql(table: Table, columns: Sequence[str]) -> str:
@@ -31,3 +32,9 @@ def insert_ignore(table: Table, columns: Sequence[str], returning: str) -> Textu
 def insert_ignore_many(table: Table, columns: Sequence[str]) -> TextClause:
     """The same without RETURNING, for executemany over a list of rows (bulk insert-or-skip)."""
     return text(_insert_sql(table, columns)).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
+
+
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an UPDATE, DELETE or INSERT … ON CONFLICT DO NOTHING changed: a conditional statement's way of
+    saying whether it did anything."""
+    return cast("CursorResult[Any]", result).rowcount

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from invitelink.models import (
@@ -21,8 +20,10 @@ from invitelink.models import (
     utcnow,
 )
 from invitelink.models.base import UtcDateTime
+from invitelink.services import events
 from invitelink.services.deliveries import DELIVERY_COLUMNS
 from invitelink.services.participation import TERMINAL
+from invitelink.services.upsert import rowcount
 
 MAX_ATTEMPTS = 8
 BASE_BACKOFF = timedelta(seconds=30)
@@ -167,7 +168,10 @@ def mark_sent(session: Session, job: Job, worker_id: str, message_id: str) -> No
             last_error=None,
         )
     )
-    if job.reminder_days > 0 and cast("CursorResult[Any]", result).rowcount == 1:
+    if rowcount(result) != 1:
+        return  # the lease was lost to another worker, which records its own outcome
+    events.delivery_changed(session, job.delivery_id, "delivery.sent")
+    if job.reminder_days > 0:
         d = Delivery.__table__.c
         source = select(
             d.mailing_id,
@@ -185,11 +189,13 @@ def mark_sent(session: Session, job: Job, worker_id: str, message_id: str) -> No
 
 
 def mark_failed(session: Session, delivery_id: int, worker_id: str, error: str) -> None:
-    session.execute(
+    result = session.execute(
         update(Delivery)
         .where(*_mine(delivery_id, worker_id))
         .values(status="failed", transport_status="bounced", locked_until=None, last_error=error[:1000])
     )
+    if rowcount(result) == 1:
+        events.delivery_changed(session, delivery_id, "delivery.failed")
 
 
 def mark_retry(session: Session, job: Job, worker_id: str, error: str) -> datetime | None:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Allocation, Panelist, Participation, Quota, Supplier, Survey, Token
 from invitelink.security import constant_time_equal, derive_key, random_code
-from invitelink.services import supplier_redirects
+from invitelink.services import events, supplier_redirects
 from invitelink.services.links import TOKEN_LENGTH, questionnaire_redirect
 from invitelink.services.participation import record_click
 from invitelink.services.supplier_redirects import OUTCOME_REDIRECT, REDIRECT_OUTCOME
@@ -137,6 +137,8 @@ def _record(
         winner = _participation_for(session, survey.id, supplier.id, environment, pid)
         assert winner is not None
         return winner
+    if status != "clicked":  # recorded as ended at once (over a country limit); its click is recorded apart
+        events.participation_changed(session, participation.id, f"participation.{status}")
     return participation
 
 
