@@ -116,6 +116,8 @@ def test_an_admin_request_holds_the_sqlite_writer_alone(db_url: str) -> None:
 
 
 def test_a_request_cancelled_while_waiting_for_the_writer_gives_it_back(db_url: str) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL has many writers: a unit of work there waits for no lease")
     database = Database(db_url, pool_size=2)
     database.write_blocking(lambda session: session.add(Workspace(name="w")))
     gate = threading.Event()

@@ -43,7 +43,10 @@ TAGS = [
     {"name": "serial codes", "description": "Access codes typed by participants."},
     {"name": "sosci API accesses", "description": "API URLs of the SoSci-style mailing API (key shown once)."},
     {"name": "trigger tokens", "description": "Bearer secrets (sit_…) of the trigger API, with their defaults."},
-    {"name": "results", "description": "Participations, responses and invitation metadata."},
+    {"name": "results", "description": "Participations, responses, invitation metadata and contacts; CSV export."},
+    {"name": "deliveries", "description": "What happened: deliveries, the funnel, the event log; requeue failures."},
+    {"name": "suppressions", "description": "Addresses never mailed again (unsubscribed, bounced, or added)."},
+    {"name": "bounces", "description": "Delivery status notifications piped in by the operator's mail server."},
     {"name": "sosci mailing API", "description": "PUBLIC_URL/{project}/: the mailing API and participant links."},
     {"name": "trigger API", "description": "POST /api/invitation-trigger: queue an invitation batch."},
     {"name": "supplier API (sandbox)", "description": "R4I-style supply API on test keys (R4I_TEST_…)."},
@@ -131,6 +134,10 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
         return JSONResponse(
             {"status": "ok" if ready else "unavailable", "detail": detail}, status_code=200 if ready else 503
         )
+
+    # Load balancers probe with HEAD as often as with GET; not in the schema, where it would repeat GET's operation.
+    app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+    app.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=False)
 
     # Last: routes that match too widely (the slash-less "/{project}" redirect matches every one-segment path).
     for family in FAMILIES:

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     trigger_flood_recipients_per_hour: int = 20_000
     # Supplier API: calls per key and minute, per app instance.
     supplier_requests_per_minute: int = 600
+    # Webhooks: targets on private, loopback or link-local addresses are refused unless this is set (development
+    # and tests); a request to an endpoint gives up after this many seconds.
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = 10.0
+    # POST /api/v1/bounces: the bearer secret an operator's MTA pipe sends; unset, the endpoint answers 401.
+    bounce_secret: str | None = Field(default=None, repr=False)
 
     @field_validator("public_url")
     @classmethod

@@ -6,7 +6,7 @@ from __future__ import annotations
 from invitelink.api.admin import ADMIN
 from invitelink.api.errors import Renderer
 from invitelink.api.family import Family
-from invitelink.families import participation, sosci, supply, trigger
+from invitelink.families import bounces, participation, sosci, supply, trigger
 
 # First: "/{project}/" is the hot path of shop integrations, and FastAPI tries routes in order (matching the admin
 # API's 60 operations first cost a third of the event loop's time under create_link load). No other route has the
@@ -17,6 +17,7 @@ FAMILIES: tuple[Family, ...] = (
     participation.FAMILY,
     trigger.FAMILY,
     supply.FAMILY,
+    bounces.FAMILY,
     ADMIN,
 )
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, case, insert, literal, or_, select
+from sqlalchemy import ColumnElement, case, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from invitelink.models import Contact, Delivery, Mailing, Token, utcnow
+from invitelink.models import Contact, Delivery, Mailing, Survey, Token, utcnow
 from invitelink.models.base import UtcDateTime
+from invitelink.services import events
+from invitelink.services.upsert import rowcount
 
 # Columns of a bulk INSERT … SELECT into deliveries (here and for reminders in worker/queue.py).
 DELIVERY_COLUMNS = (
@@ -111,3 +114,75 @@ def enqueue_token_holders(session: Session, mailing: Mailing, due_at: datetime, 
         )
     )
     session.execute(insert(Delivery).from_select(DELIVERY_COLUMNS, rows))
+
+
+# What happened to a survey's deliveries (admin views) ---------------------------------------------------------
+
+_LISTED = (
+    select(
+        Delivery.id,
+        Delivery.mailing_id,
+        Delivery.contact_id,
+        Contact.email,
+        Contact.mobile,
+        Delivery.channel,
+        Delivery.sequence,
+        Delivery.status,
+        Delivery.attempts,
+        Delivery.last_error,
+        Delivery.due_at,
+        Delivery.sent_at,
+        Delivery.message_id,
+    )
+    .select_from(Delivery)
+    .join(Mailing, Mailing.id == Delivery.mailing_id)
+    .join(Contact, Contact.id == Delivery.contact_id)
+)
+
+
+def list_for_survey(
+    session: Session, survey_id: int, status: str | None, after_id: int, limit: int
+) -> list[dict[str, Any]]:
+    """A page of the survey's deliveries in id order after ``after_id`` (``limit + 1`` rows tell the caller whether
+    there is a next page)."""
+    stmt = _LISTED.where(Mailing.survey_id == survey_id, Delivery.id > after_id)
+    if status:
+        stmt = stmt.where(Delivery.status == status)
+    rows = session.execute(stmt.order_by(Delivery.id).limit(limit + 1)).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def requeue_failed(session: Session, survey_id: int, ids: list[int] | None) -> int:
+    """Failed deliveries of the survey (all, or those of ``ids``) go back to the queue, due now, with a fresh
+    attempt count; returns how many. Bounced ones stay: their address does not exist."""
+    mailing_ids = select(Mailing.id).where(Mailing.survey_id == survey_id)
+    stmt = (
+        update(Delivery)
+        .where(Delivery.mailing_id.in_(mailing_ids), Delivery.status == "failed")
+        .values(status="queued", transport_status="queued", attempts=0, due_at=utcnow(), locked_until=None)
+    )
+    if ids is not None:
+        stmt = stmt.where(Delivery.id.in_(ids))
+    return rowcount(session.execute(stmt))
+
+
+def mark_bounced(session: Session, message_id: str, error: str) -> tuple[int, int, str] | None:
+    """The delivery whose message this Message-ID names becomes ``bounced`` (an event records it); returns
+    (delivery id, workspace id, address), or None when no delivery sent that message."""
+    row = session.execute(
+        select(Delivery.id, Delivery.status, Survey.workspace_id, Contact.email)
+        .join(Mailing, Mailing.id == Delivery.mailing_id)
+        .join(Survey, Survey.id == Mailing.survey_id)
+        .join(Contact, Contact.id == Delivery.contact_id)
+        .where(Delivery.message_id == message_id)
+    ).first()
+    if row is None:
+        return None
+    changed = session.execute(
+        update(Delivery)
+        .where(Delivery.id == row.id, Delivery.status.in_(("sent", "sending", "queued", "failed")))
+        .values(status="bounced", transport_status="bounced", last_error=error[:1000], locked_until=None)
+    )
+    if rowcount(changed) == 1:
+        events.delivery_changed(session, row.id, "delivery.bounced")
+    return int(row.id), int(row.workspace_id), str(row.email or "")

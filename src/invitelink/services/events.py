@@ -24,6 +24,7 @@ from invitelink.models import (
     WebhookMessage,
     utcnow,
 )
+from invitelink.services.pagination import Page, page_of
 
 FINAL_PARTICIPATION = frozenset({"completed", "terminated", "quotafull", "security"})
 
@@ -196,3 +197,21 @@ def contact_unsubscribed(session: Session, workspace_id: int, address: str) -> N
         contact_id=None,
         data={"survey_id": None, "token": None, "contact": None, "status": "suppressed", "address": address},
     )
+
+
+def list_events(
+    session: Session,
+    survey_id: int,
+    cursor: str | None,
+    limit: int,
+    *,
+    contact_id: int | None = None,
+    event_type: str | None = None,
+) -> Page[Event]:
+    """A survey's events in the order they happened; with ``contact_id``, that contact's timeline."""
+    where = [Event.survey_id == survey_id]
+    if contact_id is not None:
+        where.append(Event.contact_id == contact_id)
+    if event_type:
+        where.append(Event.type == event_type)
+    return page_of(session, Event, cursor, limit, *where)

@@ -6,14 +6,17 @@ from invitelink.api.admin import (
     api_accesses,
     auth,
     contacts,
+    deliveries,
     errors,
     industries,
     mailings,
     results,
     serials,
     suppliers,
+    suppressions,
     surveys,
     trigger_tokens,
+    webhooks,
     workspaces,
 )
 from invitelink.api.family import Family
@@ -31,6 +34,9 @@ for module in (
     trigger_tokens,
     suppliers,
     results,
+    deliveries,
+    suppressions,
+    webhooks,
 ):
     router.include_router(module.router)
 router.include_router(suppliers.questions_router)

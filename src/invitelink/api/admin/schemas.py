@@ -275,8 +275,18 @@ class SerialCodeOut(BaseModel):
 # Results ---------------------------------------------------------------------------------------------------
 
 
+class ContactIdentity(BaseModel):
+    id: int
+    email: str | None
+    mobile: str | None
+    uid: str | None
+
+
 class ResultItem(BaseModel):
     id: int
+    contact: ContactIdentity | None = Field(
+        description="Who participated: null for anonymous contacts, serial codes and supplier traffic."
+    )
     token: str | None
     status: str
     clicked_at: datetime | None
