@@ -1,0 +1,50 @@
+-- wrk script: every request's path is the URL's path and query (e.g. "/p/?act=x&uid=bench-") followed by
+-- "<thread>-<n>", so no two requests of a run send the same uid. done() prints one line, "WRK_RESULT {json}",
+-- that bench/wrk.py parses: requests, duration, every kind of error (connect, read, write, timeout, status >= 400 as
+-- wrk counts it, and any response outside 2xx as this script counts it) and latency percentiles in ms.
+--
+-- wrk runs setup() and done() in its main Lua state and init(), request() and response() in one state per thread:
+-- the thread number is handed to each thread in setup(), its counters live in its own state, and done() reads them
+-- back through the thread objects that setup() kept.
+
+local threads = {}
+
+function setup(thread)
+   table.insert(threads, thread)
+   thread:set("id", #threads)
+end
+
+function init(args)
+   prefix = wrk.path .. id .. "-"
+   n = 0
+   non_2xx = 0
+end
+
+function request()
+   n = n + 1
+   return wrk.format(nil, prefix .. n)
+end
+
+function response(status, headers, body)
+   if status < 200 or status > 299 then
+      non_2xx = non_2xx + 1
+   end
+end
+
+function done(summary, latency, requests)
+   local non_2xx_total = 0
+   local sent = 0
+   for _, thread in ipairs(threads) do
+      non_2xx_total = non_2xx_total + thread:get("non_2xx")
+      sent = sent + thread:get("n")
+   end
+   local e = summary.errors
+   io.write(string.format(
+      'WRK_RESULT {"requests": %d, "sent": %d, "duration_us": %d, "bytes": %d, ' ..
+      '"errors": {"connect": %d, "read": %d, "write": %d, "timeout": %d, "status": %d, "non_2xx": %d}, ' ..
+      '"latency_ms": {"min": %.3f, "mean": %.3f, "max": %.3f, "p50": %.3f, "p90": %.3f, "p99": %.3f}}\n',
+      summary.requests, sent, summary.duration, summary.bytes,
+      e.connect, e.read, e.write, e.timeout, e.status, non_2xx_total,
+      latency.min / 1000, latency.mean / 1000, latency.max / 1000,
+      latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000))
+end
