@@ -1,15 +1,22 @@
-"""The ``invitelink`` command line."""
+"""The ``invitelink`` command line. Mistakes in the configuration or the arguments end in one line that says what to
+change (exit 2); a database that cannot be reached ends in one line too (exit 1), never a traceback."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Concatenate, ParamSpec, TypeVar
 
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from invitelink import __version__
 from invitelink.config import Settings
 from invitelink.db import Database
 from invitelink.migrate import upgrade_to_head
@@ -17,10 +24,30 @@ from invitelink.services.errors import DomainError
 
 T = TypeVar("T")
 P = ParamSpec("P")
+PASSWORD_ENV = "INVITELINK_ADMIN_PASSWORD"  # noqa: S105 - the variable's name
+
+
+class CommandError(Exception):
+    """What the user must change, said in one line."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _unreachable(settings: Settings, exc: Exception) -> CommandError:
+    url = make_url(settings.database_url).render_as_string(hide_password=True)
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return CommandError(
+        f"cannot reach the database at {url}: {reason}. Is it running, and is INVITELINK_DATABASE_URL right?", 1
+    )
 
 
 def _migrate(settings: Settings) -> None:
-    upgrade_to_head(settings.database_url)
+    try:
+        upgrade_to_head(settings.database_url)
+    except (OperationalError, InterfaceError) as exc:
+        raise _unreachable(settings, exc) from None
 
 
 def _write(settings: Settings, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -28,14 +55,34 @@ def _write(settings: Settings, fn: Callable[Concatenate[Session, P], T], /, *arg
     database = Database(settings.database_url, pool_size=1)
     try:
         return database.write_blocking(fn, *args, **kwargs)
+    except (OperationalError, InterfaceError) as exc:
+        raise _unreachable(settings, exc) from None
     finally:
         database.dispose()
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (1-65535)")
+    return int(value)
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return int(value)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    _migrate(settings)
+    if not args.no_migrate:
+        _migrate(settings)
+    if "public_url" not in settings.model_fields_set:
+        # Links carry PUBLIC_URL: unset, it follows the port served here rather than claiming :8000. uvicorn's
+        # worker processes read the settings again, so the environment carries it to them.
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104 - compared, not bound
+        os.environ["INVITELINK_PUBLIC_URL"] = f"http://{host}:{args.port}"
     uvicorn.run(
         "invitelink.app:serving_app",
         factory=True,
@@ -55,24 +102,42 @@ def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from invitelink.worker.runner import run_forever
 
-    _migrate(settings)
+    if not args.no_migrate:
+        _migrate(settings)
     run_forever(settings)
     return 0
+
+
+def _admin_password(args: argparse.Namespace) -> str:
+    """--password, else the environment variable, else a prompt (so it need not show in ``ps`` or the history)."""
+    if args.password:
+        return str(args.password)
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV]
+    if not sys.stdin.isatty():
+        raise CommandError(f"give the password with {PASSWORD_ENV}=… or --password, or run this in a terminal")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Password again: "):
+        raise CommandError("the two passwords differ; nothing was created")
+    return first
 
 
 def cmd_create_admin(args: argparse.Namespace, settings: Settings) -> int:
     from invitelink.services.accounts import create_admin
 
-    _migrate(settings)
+    if not args.no_migrate:
+        _migrate(settings)
+    password = _admin_password(args)
     try:
-        workspace, user = _write(settings, create_admin, args.email, args.password, args.workspace)
-        print(f"created owner {user.email} of workspace {workspace.id} ({workspace.name})")
+        workspace, user = _write(
+            settings, create_admin, args.email, password, args.workspace, add_workspace=args.add_workspace
+        )
     except DomainError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
+        raise CommandError(exc.message) from None
+    print(f"created owner {user.email} of workspace {workspace.id} ({workspace.name})")
     return 0
 
 
@@ -94,34 +159,68 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    defaults = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="invitelink", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"invitelink {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="migrate, then serve the API (and the embedded worker)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve = sub.add_parser(
+        "serve", help="migrate, then serve the API (and the embedded worker)", formatter_class=defaults
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=_port, default=8000, help="TCP port")
+    serve.add_argument("--workers", type=_positive, default=1, help="uvicorn worker processes")
+    serve.add_argument("--no-migrate", action="store_true", help="do not migrate the database first")
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("worker", help="run the delivery worker alone").set_defaults(func=cmd_worker)
-    sub.add_parser("migrate", help="alembic upgrade head").set_defaults(func=cmd_migrate)
+    worker = sub.add_parser("worker", help="run the delivery worker alone", formatter_class=defaults)
+    worker.add_argument("--no-migrate", action="store_true", help="do not migrate the database first")
+    worker.set_defaults(func=cmd_worker)
+    sub.add_parser("migrate", help="alembic upgrade head", formatter_class=defaults).set_defaults(func=cmd_migrate)
 
-    admin = sub.add_parser("create-admin", help="create an owner account in a new workspace")
+    admin = sub.add_parser(
+        "create-admin",
+        help="create an owner account in a new workspace",
+        description=f"The password comes from --password, else {PASSWORD_ENV}, else a prompt.",
+        formatter_class=defaults,
+    )
     admin.add_argument("--email", required=True)
-    admin.add_argument("--password", required=True)
-    admin.add_argument("--workspace", default="Default")
+    admin.add_argument("--password", default=None, help=f"visible to other users in ps: prefer {PASSWORD_ENV}")
+    admin.add_argument("--workspace", default="Default", help="name of the new workspace")
+    admin.add_argument(
+        "--add-workspace", action="store_true", help="the account exists: give it another workspace it owns"
+    )
+    admin.add_argument("--no-migrate", action="store_true", help="do not migrate the database first")
     admin.set_defaults(func=cmd_create_admin)
 
-    demo = sub.add_parser("demo", help="seed a demo workspace and print its credentials")
+    demo = sub.add_parser("demo", help="seed a demo workspace and print its credentials", formatter_class=defaults)
     demo.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
     demo.set_defaults(func=cmd_demo)
     return parser
 
 
+def _settings_error(exc: ValidationError) -> str:
+    """One line per wrong setting, named as it is set: INVITELINK_WORKER='maybe': input should be …"""
+    lines = []
+    for error in exc.errors():
+        name = "INVITELINK_" + "_".join(str(part) for part in error["loc"]).upper()
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"error: {name}={error.get('input')!r}: {message}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
-    result: int = args.func(args, settings)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(_settings_error(exc), file=sys.stderr)
+        return 2
+    try:
+        result: int = args.func(args, settings)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,18 +13,25 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 
-def project_root() -> Path:
-    """The folder holding ``alembic.ini`` and ``migrations/``: the checkout, or the working directory."""
-    for candidate in (Path(__file__).resolve().parents[2], Path.cwd()):
-        if (candidate / "migrations" / "env.py").exists():
-            return candidate
-    raise RuntimeError("migrations/ not found: run invitelink from the project folder (where alembic.ini is)")
+def migrations_folder() -> Path:
+    """Where the migrations are: inside the installed package (``invitelink.migrations``, mapped from the
+    top-level migrations/ at build time), or the checkout's migrations/ when running from source."""
+    spec = importlib.util.find_spec("invitelink.migrations")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            if (Path(location) / "env.py").exists():
+                return Path(location)
+    checkout = Path(__file__).resolve().parents[2] / "migrations"
+    if (checkout / "env.py").exists():
+        return checkout
+    raise RuntimeError("the migrations are missing from this installation: reinstall invitelink (pip install .)")
 
 
 def alembic_config(database_url: str | None = None) -> Config:
-    root = project_root()
-    config = Config(str(root / "alembic.ini"))
-    config.set_main_option("script_location", str(root / "migrations"))
+    # No alembic.ini needed: everything it would say is set here, so an installed package works from any folder.
+    config = Config()
+    config.set_main_option("script_location", str(migrations_folder()))
+    config.set_main_option("path_separator", "os")
     config.attributes["configure_logging"] = False
     if database_url:
         config.attributes["database_url"] = database_url

@@ -13,6 +13,7 @@ from invitelink.models import AdminSession, Membership, User, Workspace, utcnow
 from invitelink.security import hash_password, verify_password
 from invitelink.services import credentials
 from invitelink.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, get_owned
+from invitelink.services.identity import normalize_email as valid_email
 from invitelink.services.pagination import Page, page_of
 
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2, "owner": 3}
@@ -63,11 +64,17 @@ def get_or_create_user(session: Session, email: str, password: str | None) -> Us
     return user
 
 
-def create_admin(session: Session, email: str, password: str, workspace_name: str) -> tuple[Workspace, User]:
-    """An owner account in a new workspace (CLI ``create-admin``); an existing user keeps their password."""
+def create_admin(
+    session: Session, email: str, password: str, workspace_name: str, *, add_workspace: bool = True
+) -> tuple[Workspace, User]:
+    """An owner account in a new workspace (CLI ``create-admin``). An existing account gets another workspace only
+    when ``add_workspace`` and its own password are given; it keeps that password."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"password must have at least {MIN_PASSWORD_LENGTH} characters", field="password")
-    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    address = valid_email(email)
+    user = session.scalar(select(User).where(User.email == address))
+    if user is not None and not add_workspace:
+        raise Conflict(f"an account {user.email} exists: pass --add-workspace to give it another workspace")
     if user is not None and not verify_password(user.password_hash, password):
         raise Conflict(f"{user.email} exists with another password")
     user = user or get_or_create_user(session, email, password)

@@ -1,0 +1,1 @@
+"""Alembic migrations; installed inside the package as invitelink.migrations."""
