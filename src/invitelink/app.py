@@ -47,6 +47,7 @@ TAGS = [
     {"name": "deliveries", "description": "What happened: deliveries, the funnel, the event log; requeue failures."},
     {"name": "suppressions", "description": "Addresses never mailed again (unsubscribed, bounced, or added)."},
     {"name": "bounces", "description": "Delivery status notifications piped in by the operator's mail server."},
+    {"name": "webhooks", "description": "Endpoints that receive the workspace's events, signed (Standard Webhooks)."},
     {"name": "sosci mailing API", "description": "PUBLIC_URL/{project}/: the mailing API and participant links."},
     {"name": "trigger API", "description": "POST /api/invitation-trigger: queue an invitation batch."},
     {"name": "supplier API (sandbox)", "description": "R4I-style supply API on test keys (R4I_TEST_…)."},

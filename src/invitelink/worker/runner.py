@@ -16,6 +16,7 @@ from invitelink.db import Database
 from invitelink.worker import queue
 from invitelink.worker.messages import build_email, build_sms, message_id
 from invitelink.worker.transports import PermanentError, TransientError, make_mailer, make_sms
+from invitelink.worker.webhooks import WebhookSender
 
 log = logging.getLogger("invitelink.worker")
 
@@ -41,6 +42,7 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.mailer = make_mailer(settings)
         self.sms = make_sms(settings)
+        self.webhooks = WebhookSender(settings, self.database, self.worker_id)
         self.sent = 0
 
     async def _record(self, job: queue.Job, outcome: str, detail: str) -> None:
@@ -81,6 +83,8 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until ``stop`` is set: finish the message in hand, give the rest of the batch back."""
         log.info("delivery worker %s started", self.worker_id)
+        # Webhooks and postbacks in a loop of their own: a slow endpoint never holds up mail.
+        webhooks = asyncio.create_task(self.webhooks.run(stop))
         try:
             while not stop.is_set():
                 try:
@@ -93,12 +97,16 @@ class Worker:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
         finally:
+            if not stop.is_set():
+                webhooks.cancel()
+            await asyncio.gather(webhooks, return_exceptions=True)
             await self.close()
             log.info("delivery worker %s stopped after %d messages", self.worker_id, self.sent)
 
     async def close(self) -> None:
         await self.mailer.close()
         await self.sms.close()
+        await self.webhooks.close()
         if self._owns_database:
             self.database.dispose()
 

@@ -16,6 +16,7 @@ from invitelink.api.admin.schemas import Country, Input, Name, Output, Page
 from invitelink.api.deps import SettingsDep
 from invitelink.config import Settings
 from invitelink.models import Allocation, Question, Supplier
+from invitelink.outbound import check_url_now
 from invitelink.services import suppliers
 from invitelink.services.pagination import DEFAULT_LIMIT
 
@@ -31,16 +32,31 @@ class Redirects(Input):
     security_check: Url = ""
 
 
+PostbackUrl = Annotated[
+    Url,
+    Field(
+        description="Where each final outcome of the supplier's participants (completed, terminated, quotafull, "
+        "security) is POSTed server to server, as the event's JSON, with `webhook-id`, `webhook-timestamp` and "
+        "`x-invitelink-signature: sha256=<hex HMAC-SHA256 of the body, keyed with hmac_secret>`; retried like "
+        "webhooks. Empty: none. Must be http(s); an address written in it must be public, and a name must "
+        "resolve to public addresses only when each postback is sent.",
+        examples=["https://partner.example/postback"],
+    ),
+]
+
+
 class SupplierIn(Input):
     name: Name
     email: EmailStr = Field(description="The supplier's contact address; get_redirects asks for it.")
     redirects: Redirects = Field(default_factory=Redirects)
+    postback_url: PostbackUrl = ""
 
 
 class SupplierPatch(Input):
     name: Name | None = None
     email: EmailStr | None = None
     redirects: Redirects | None = None
+    postback_url: PostbackUrl | None = None
 
 
 class SupplierOut(Output):
@@ -49,6 +65,7 @@ class SupplierOut(Output):
     name: str
     email: str
     redirects: Redirects
+    postback_url: str
     created_at: datetime
 
 
@@ -67,6 +84,7 @@ def supplier_out(supplier: Supplier) -> SupplierOut:
         name=supplier.name,
         email=supplier.email,
         redirects=redirects,
+        postback_url=supplier.postback_url,
         created_at=supplier.created_at,
     )
 
@@ -76,6 +94,11 @@ def _redirect_fields(redirects: Redirects) -> dict[str, str]:
         suppliers.REDIRECT_COLUMNS[name]: suppliers.check_redirect(name, url)
         for name, url in redirects.model_dump().items()
     }
+
+
+def _postback_url(url: str, settings: Settings) -> str:
+    # Without resolving the name: this runs in the admin transaction, which must not wait on DNS.
+    return check_url_now(url, allow_private=settings.webhook_allow_private) if url.strip() else ""
 
 
 def _with_secret(supplier: Supplier, settings: Settings) -> SupplierSecret:
@@ -95,7 +118,14 @@ def list_suppliers(
 @router.post("", response_model=SupplierSecret, status_code=201, summary="Create a supplier (admins)")
 def create_supplier(body: SupplierIn, principal: Admin, db: Db, settings: SettingsDep) -> SupplierSecret:
     supplier = suppliers.create_supplier(
-        db, principal.workspace_id, {"name": body.name, "email": str(body.email), **_redirect_fields(body.redirects)}
+        db,
+        principal.workspace_id,
+        {
+            "name": body.name,
+            "email": str(body.email),
+            "postback_url": _postback_url(body.postback_url, settings),
+            **_redirect_fields(body.redirects),
+        },
     )
     return _with_secret(supplier, settings)
 
@@ -105,8 +135,12 @@ def get_supplier(supplier_id: int, principal: CurrentPrincipal, db: Db) -> Suppl
     return supplier_out(suppliers.get_supplier(db, principal.workspace_id, supplier_id))
 
 
-@router.patch("/{supplier_id}", response_model=SupplierOut, summary="Update a supplier's name, e-mail or redirects")
-def update_supplier(supplier_id: int, body: SupplierPatch, principal: Admin, db: Db) -> SupplierOut:
+@router.patch(
+    "/{supplier_id}", response_model=SupplierOut, summary="Update a supplier's name, e-mail, redirects or postback URL"
+)
+def update_supplier(
+    supplier_id: int, body: SupplierPatch, principal: Admin, db: Db, settings: SettingsDep
+) -> SupplierOut:
     supplier = suppliers.get_supplier(db, principal.workspace_id, supplier_id)
     fields: dict[str, str] = {}
     if body.name is not None:
@@ -115,6 +149,8 @@ def update_supplier(supplier_id: int, body: SupplierPatch, principal: Admin, db:
         fields["email"] = str(body.email)
     if body.redirects is not None:
         fields.update(_redirect_fields(body.redirects))
+    if body.postback_url is not None:
+        fields["postback_url"] = _postback_url(body.postback_url, settings)
     return supplier_out(suppliers.update_supplier(db, supplier, fields))
 
 
