@@ -46,6 +46,21 @@ def test_one_segment_routes_are_not_shadowed_by_the_project_redirect(tmp_path: P
     assert redirect.headers["location"] == "/my-study/?d=ABC"
 
 
+def test_the_slash_less_route_takes_post_and_head_for_projects_only(tmp_path: Path) -> None:
+    """The slash-less route answers POST and HEAD too (SoSci API calls without the slash): on the service's own
+    one-segment paths those methods stay refused as before, and HEAD is answered where GET is."""
+    client = _client(tmp_path)
+    for path in ("/healthz", "/docs", "/openapi.json", "/readyz", "/unsubscribe?u=x", "/my-study?d=ABC"):
+        head, get = client.head(path, follow_redirects=False), client.get(path, follow_redirects=False)
+        assert head.status_code == get.status_code != 405, path
+    for path in ("/healthz", "/readyz", "/docs", "/openapi.json"):
+        refused = client.post(path)
+        assert (refused.status_code, refused.json()) == (405, {"detail": "Method Not Allowed"}), path
+    # A project's API call is the SoSci API's, whatever the database says (here: not migrated, so 503).
+    api = client.post("/my-study?act=KEY", data={"uid": "a"})
+    assert api.status_code != 405 and api.json()["result"] == "error"
+
+
 FREEZE_PROBE = """
 import gc, sys
 from fastapi.testclient import TestClient

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
@@ -13,6 +14,11 @@ from invitelink.services.errors import InvalidInput, NotFound, get_owned
 from invitelink.services.pagination import Page, page_of
 
 KEY_BYTES = 24
+# Keys are written into shop configurations, URLs, spreadsheets and shell scripts: letters and digits survive all
+# of them, and a double-click selects the whole key ("-" and "_" of base64url did not). Keys issued before are
+# base64url and stay valid: a key is looked up by its digest, whatever its characters.
+KEY_ALPHABET = string.ascii_letters + string.digits
+INVALID_KEY = "invalid API key"
 NEEDS_MAILING = frozenset({"create_link", "send_mail"})
 
 
@@ -33,7 +39,7 @@ def create_access(
         mailing = session.get(Mailing, mailing_id)
         if mailing is None or mailing.survey_id != survey.id:
             raise InvalidInput("mailing_id: no such mailing in this survey", field="mailing_id")
-    key = credentials.issue("", KEY_BYTES, shown=6)
+    key = credentials.issue("", KEY_BYTES, shown=6, alphabet=KEY_ALPHABET)
     access = ApiAccess(
         survey_id=survey.id,
         mailing_id=mailing_id,
@@ -93,7 +99,7 @@ def resolve(session: Session, project: str, key: str) -> AccessInfo:
     """The live access behind ``key`` on ``project``: one indexed lookup by digest (no per-request KDF)."""
     row = session.connection().execute(_RESOLVE, {"key_digest": credentials.lookup_digest(key)}).first()
     if row is None or row.revoked_at is not None or row.project != project:
-        raise NotFound("invalid API key")
+        raise NotFound(INVALID_KEY)
     return AccessInfo(row.id, row.survey_id, row.mailing_id, row.function, row.subgroup, row.anonymous, row.project)
 
 

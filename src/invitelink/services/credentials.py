@@ -5,6 +5,7 @@ characters, to tell credentials apart in lists; looked up by digest; revoked by 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -12,7 +13,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from invitelink.models import utcnow
-from invitelink.security import digest, new_secret
+from invitelink.security import digest, new_secret, random_code
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,15 @@ class Issued:
     shown: str
 
 
-def issue(prefix: str, nbytes: int, shown: int) -> Issued:
-    """A secret of ``nbytes`` random bytes behind ``prefix``; ``shown``: how many leading characters lists show."""
-    secret = new_secret(prefix, nbytes)
+def issue(prefix: str, nbytes: int, shown: int, *, alphabet: str | None = None) -> Issued:
+    """A secret of ``nbytes`` random bytes behind ``prefix``, in base64url; ``shown``: how many leading characters
+    lists show. With ``alphabet``, the secret is as many characters drawn uniformly from that alphabet as the
+    base64url form would have (24 bytes: 32 characters), so a credential keeps its length when its alphabet
+    changes (62 letters and digits carry 5.95 bits a character, base64url 6)."""
+    if alphabet is None:
+        secret = new_secret(prefix, nbytes)
+    else:
+        secret = prefix + random_code(math.ceil(nbytes * 4 / 3), alphabet)
     return Issued(secret, digest(secret), secret[:shown])
 
 

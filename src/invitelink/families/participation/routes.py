@@ -90,7 +90,8 @@ END_STATUSES = Literal["complete", "terminate", "quotafull", "security"]
 @pages_router.get(
     "/survey/end",
     summary="End redirect: the participant's browser after the questionnaire",
-    description="Records the outcome like the callback (idempotent, monotonic) and shows a closing page.",
+    description="Records the outcome like the callback (idempotent, monotonic) and shows a closing page. `HEAD` is "
+    "answered like `GET` without the body, the outcome recorded alike.",
     response_class=HTMLResponse,
 )
 async def survey_end(
@@ -107,3 +108,7 @@ async def survey_end(
     if outcome.supplier_redirect is not None:
         return RedirectResponse(outcome.supplier_redirect, status_code=302, headers=NO_STORE)
     return page(200, *END_PAGES.get(outcome.status, END_PAGES["security"]))
+
+
+# HEAD like GET (uvicorn sends no body for it); not in the schema, where it would repeat GET's operation.
+pages_router.add_api_route("/survey/end", survey_end, methods=["HEAD"], include_in_schema=False)

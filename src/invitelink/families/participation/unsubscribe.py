@@ -33,6 +33,10 @@ async def confirm(database: DatabaseDep, settings: SettingsDep, u: Token = "") -
     return HTMLResponse(body, headers=NO_STORE)
 
 
+# HEAD like GET: the confirmation page changes nothing. Not in the schema, where it would repeat GET's operation.
+router.add_api_route("/unsubscribe", confirm, methods=["HEAD"], include_in_schema=False)
+
+
 @router.post("/unsubscribe", summary="Unsubscribe (one-click, RFC 8058)", response_class=HTMLResponse)
 async def unsubscribe_now(database: DatabaseDep, settings: SettingsDep, u: Token = "") -> Response:
     if not await database.write(calls.unsubscribe_now, settings.server_secret, u):

@@ -170,19 +170,31 @@ def serial_status(session: Session, survey_id: int, code: str) -> dict[str, Any]
     }
 
 
+# The delivery's status as the API's ``status`` (queued | sent | skipped | failed). A message in the worker's hands is
+# still queued; a bounce reported after sending means it did not arrive, shown like a refused send.
+SENDING_STATUS = {"sending": "queued", "bounced": "failed"}
+
+
 def _mail_status(delivery: Delivery) -> str:
     if delivery.status in ("queued", "sending"):
         return "queued"
     if delivery.status == "sent":
         return "delivered"
+    if delivery.status == "bounced" or (delivery.status == "failed" and delivery.transport_status == "bounced"):
+        return "bounced"
     if delivery.status == "failed":
-        return "bounced" if delivery.transport_status == "bounced" else "failed"
+        return "failed"
     return "none"
 
 
-def _send_date(delivery: Delivery) -> str | None:
-    when: datetime | None = delivery.sent_at or (delivery.due_at if delivery.status in ("queued", "sending") else None)
-    return when.strftime("%Y-%m-%d") if when else None
+def _send_date(delivery: Delivery) -> str:
+    """The day it was sent; otherwise the day it is or was due. The worker decides a delivery when it falls due:
+    it sends it, skips it (no address for the channel, an unsubscribed address) or, after its last retry, gives up;
+    each retry moves ``due_at`` to its own time. So for a skipped or failed message ``due_at`` is the day that was
+    decided (it can be later only while the survey was not active and held its deliveries), and the decision needs
+    no time column of its own."""
+    when: datetime = delivery.sent_at or delivery.due_at
+    return when.strftime("%Y-%m-%d")
 
 
 def address_status(session: Session, survey_id: int, serial: str | None, features: Features) -> dict[str, Any]:
@@ -204,7 +216,7 @@ def address_status(session: Session, survey_id: int, serial: str | None, feature
             f"M{delivery.mailing_id}",
             {"id": delivery.mailing_id, "status": "", "statusMail": "none", "statusSMS": "none", "sendTime": None},
         )
-        entry["status"] = "queued" if delivery.status == "sending" else delivery.status
+        entry["status"] = SENDING_STATUS.get(delivery.status, delivery.status)
         entry["statusMail" if delivery.channel == "email" else "statusSMS"] = _mail_status(delivery)
         entry["sendTime"] = _send_date(delivery)
     return {"mailings": mailings}

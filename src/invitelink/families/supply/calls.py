@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from invitelink.families.supply.entry import survey_link
+from invitelink.families.supply.entry import security_code, sid_for, survey_link
 from invitelink.models import (
     Allocation,
     Industry,
@@ -332,9 +332,15 @@ def view_participants(session: Session, caller: Caller, body: dict[str, Any]) ->
 def generate_survey_url(
     session: Session, caller: Caller, body: dict[str, Any], public_url: str, server_secret: bytes
 ) -> dict[str, Any]:
+    """The link, and its security code as a field of its own: clients store the code to check the links they
+    build, and should not have to parse it out of the URL."""
     check_supplier(caller, body)
     _allocation, survey = _allocated(session, caller, text_param(body, "survey_id", required=True, limit=32))
-    return {"survey_link": survey_link(public_url, server_secret, survey, caller.supplier, caller.environment)}
+    sid = sid_for(survey.public_id, caller.supplier.public_id, caller.environment)
+    return {
+        "survey_link": survey_link(public_url, server_secret, survey, caller.supplier, caller.environment),
+        "security_code": security_code(server_secret, sid),
+    }
 
 
 # Stats --------------------------------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ DESCRIPTIONS = {
     "survey_stats_by_id": "Participations in one survey (supplier_id, project_id, page, per_page).",
     "survey_stats_by_participant": "One participant's participations (supplier_id, participant_id, page, per_page).",
     "add_participant": "Register or update a participant (supplier_id, pid, profile).",
-    "generate_survey_url": "A signed survey link for an allocated survey (survey_id, supplier_id); replace "
-    "[%%pid%%] with the PID.",
+    "generate_survey_url": "A signed survey link for an allocated survey (survey_id, supplier_id): `data` is "
+    "`{survey_link, security_code}`, the code being the one the link carries; replace [%%pid%%] with the PID.",
 }
 ENDPOINTS = tuple(DESCRIPTIONS)
 
@@ -77,7 +77,8 @@ def _register(environment: str, endpoint: str, description: str) -> None:
         description=f"{description}\n\n`Authorization: Bearer "
         f"{'R4I_TEST_' if environment == 'sandbox' else 'R4I_LIVE_'}…`; JSON body. Success: "
         '`{"status": "success", "message": …, "data": …}`. Errors: `{"apiStatus": "error", "msg": …, '
-        '"result": null}` with 400, 401, 403, 404, 405, 429.',
+        '"result": null}` with 400, 401, 403, 404, 405, 429. The endpoint written with doubled or trailing '
+        f"slashes (`/{environment}/v1//{endpoint}`, `/{environment}/v1/{endpoint}/`) is served alike.",
         tags=[f"supplier API ({environment})"],
     )
 
@@ -87,19 +88,32 @@ for _environment in ENVIRONMENTS:
         _register(_environment, _name, _description)
 
 
+def endpoint_of(rest: str) -> str | None:
+    """The endpoint a path below ``/{environment}/`` names, read past doubled and trailing slashes: clients join
+    the base URL, which ends in "/", to "/allocated_survey", or add a slash of their own."""
+    parts = [part for part in rest.split("/") if part]
+    return parts[1] if len(parts) == 2 and parts[0] == "v1" and parts[1] in ENDPOINTS else None
+
+
 def _register_fallback(environment: str) -> None:
-    async def other(request: Request, endpoint: str) -> JSONResponse:
-        """Wrong method on a real endpoint: 405 with Allow; anything else under the base URL: 404."""
-        if endpoint in ENDPOINTS and request.method != "POST":
+    async def other(request: Request, rest: str, database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
+        """Whatever no endpoint's own route matched under /{environment}/: an endpoint written with extra slashes
+        is served as that endpoint; another method on an endpoint is 405 with Allow; anything else 404, all in
+        the API's error body."""
+        endpoint = endpoint_of(rest)
+        if endpoint is not None and request.method == "POST":
+            return await _call(request, database, settings, environment, endpoint)
+        if endpoint is not None:
             return JSONResponse(
                 {"apiStatus": "error", "msg": f"Method {request.method} not allowed; use POST", "result": None},
                 status_code=405,
                 headers={"Allow": "POST"},
             )
-        raise NotFound(f"Unknown endpoint: {endpoint or '(none)'}")
+        unknown = rest.removeprefix("v1/").strip("/")
+        raise NotFound(f"Unknown endpoint: {unknown or '(none)'}")
 
     router.add_api_route(
-        f"/{environment}/v1/{{endpoint:path}}",
+        f"/{environment}/{{rest:path}}",
         other,
         methods=["GET", "PUT", "PATCH", "DELETE", "POST", "HEAD", "OPTIONS"],
         include_in_schema=False,
@@ -117,7 +131,8 @@ for _environment in ENVIRONMENTS:
     summary="Entry of supplier traffic (the link generate_survey_url hands out)",
     description="Checks the signed `sid`/`security_code`, records the click, applies the per-country limit and "
     "redirects to the questionnaire; a forged link goes to the supplier's security_check redirect, an entrant over "
-    "the limit to its quotafull redirect.",
+    "the limit to its quotafull redirect. `HEAD` is answered like `GET` without the body, and like it admits the "
+    "PID and counts the click (a link checker's HEAD is an entry, as its GET would be).",
     response_class=RedirectResponse,
     status_code=302,
 )
@@ -140,3 +155,7 @@ async def letdosurvey(
     if outcome.page == "missing":
         return page(404, *NOT_FOUND_PAGE)
     return page(200, *END_PAGES[outcome.page or "security"])
+
+
+# HEAD like GET (uvicorn sends no body for it); not in the schema, where it would repeat GET's operation.
+router.add_api_route("/survey/letdosurvey", letdosurvey, methods=["HEAD"], include_in_schema=False)

@@ -77,13 +77,14 @@ def _text(body: dict[str, Any], key: str, limit: int) -> str | None:
     return value
 
 
-def _recipient(item: Any, where: str) -> Recipient:
+def _recipient(item: Any, where: str, default_name: str = "") -> Recipient:
+    """One recipient: an address, or ``{email, name}``; ``default_name`` for one without a name of its own."""
     email: Any
     name: Any
     if isinstance(item, str):
-        email, name = item, ""
+        email, name = item, default_name
     elif isinstance(item, dict):
-        email, name = item.get("email"), item.get("name") or ""
+        email, name = item.get("email"), item.get("name") or default_name
         if not isinstance(email, str):
             raise InvalidInput(f"invalid recipient {where}: email is required", field="emails")
         if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
@@ -113,12 +114,11 @@ def _recipients(body: dict[str, Any], max_recipients: int) -> list[Recipient]:
         raise InvalidInput("emails must be a non-empty list of addresses or {email, name} objects", field="emails")
     if len(many) > max_recipients:
         raise InvalidInput(f"at most {max_recipients} recipients per request; split the list", field="emails")
-    list_name = _text(body, "name", MAX_NAME_LENGTH)
-    if list_name and len(many) > 1:
-        raise InvalidInput("name is for a single recipient; give each recipient in emails an {email, name} object")
-    recipients = [_recipient(item, f"emails[{i}]") for i, item in enumerate(many)]
-    if list_name and not recipients[0].name:
-        recipients[0] = Recipient(recipients[0].email, list_name.strip())
+    # ``name`` is documented for a single recipient; next to a list, clients mean it for the recipients they give
+    # as plain addresses (a one-element list is the common case), so it names every recipient without a name of
+    # its own instead of refusing the call. A recipient's own name always wins.
+    list_name = _text(body, "name", MAX_NAME_LENGTH) or ""
+    recipients = [_recipient(item, f"emails[{i}]", list_name) for i, item in enumerate(many)]
     # One invitation per address: a repeated address keeps its last name.
     by_address = {r.email: r for r in recipients}
     return list(by_address.values())

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from invitelink.api.deps import DatabaseDep, SettingsDep
 from invitelink.api.errors import family_route
-from invitelink.api.params import bearer, json_object, reject_nul
+from invitelink.api.params import FORM_TYPES, bearer, content_type, form_fields, json_object, read_form, reject_nul
 from invitelink.config import Settings
 from invitelink.families.trigger import calls
 from invitelink.models import utcnow
@@ -45,14 +45,16 @@ EXAMPLES = {
 }
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    """The JSON object (or form fields) of the request; an empty body is an empty object."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form()
-        fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
-        if "emails" in form:
-            fields["emails"] = [v for v in form.getlist("emails") if isinstance(v, str)]
+async def _body(request: Request, limits: calls.Limits) -> dict[str, Any]:
+    """The JSON object (or form fields) of the request; an empty body is an empty object.
+
+    Form fields are read as PHP's ``http_build_query`` writes a JSON-like array (``emails[0][email]=…``,
+    ``metadata[key]=…``), which is how PHP integrations post when they do not send JSON; ``emails`` given
+    several times is a list too."""
+    if content_type(request) in FORM_TYPES:
+        # Each recipient may take two fields (email and name); the rest is metadata and the other fields.
+        form = await read_form(request, max_fields=2 * limits.max_recipients + 1000)
+        fields = form_fields(((k, v) for k, v in form.multi_items() if isinstance(v, str)), lists=("emails",))
         reject_nul(fields)
         return fields
     return json_object(await request.body())
@@ -84,10 +86,14 @@ def limits_of(settings: Settings) -> calls.Limits:
     summary="Queue an invitation batch (API trigger)",
     description=(
         "Authenticate with `Authorization: Bearer sit_…` (or `token` / `secret` in the query string or body). "
-        "Send `email` (one recipient, optional `name`) or `emails` (addresses or `{email, name}` objects); "
+        "Send `email` (one recipient, optional `name`) or `emails` (addresses or `{email, name}` objects; `name` "
+        "next to `emails` names every recipient that has no name of its own); "
         "optional `metadata` (JSON object), `subject`, `message` (templates: `{{recipient_name}}`, "
         "`{{workspace_name}}`, `{{survey_title}}`, `{{survey_link}}`), `reminder_days` (0 disables), and one of "
         "`send_in_seconds` or `send_at` (`now` or a UTC date/time). Omitted fields take the token's defaults.\n\n"
+        "The body is JSON, or a form (`application/x-www-form-urlencoded` or `multipart/form-data`) with the same "
+        "fields in PHP's `http_build_query` notation: `emails[0]=a@example.com&emails[1]=b@example.com`, "
+        "`emails[0][email]=…&emails[0][name]=…`, `metadata[source_id]=evt_1` (form values are strings).\n\n"
         "Limits (400 beyond them): 1,000 recipients per call (`INVITELINK_TRIGGER_MAX_RECIPIENTS`), metadata "
         "4 KiB as JSON, subject 300 and message 20,000 characters, names 200, scheduling at most 365 days ahead. "
         "Flood protection per token (429 with `Retry-After`): 60 batches per minute and 20,000 recipients per "
@@ -124,8 +130,8 @@ def limits_of(settings: Settings) -> calls.Limits:
     },
 )
 async def invitation_trigger(request: Request, database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
-    body = await _body(request)
     limits = limits_of(settings)
+    body = await _body(request, limits)
     # Validated here, outside the (on SQLite single) writer.
     parsed: calls.TriggerRequest | InvalidInput
     try:
