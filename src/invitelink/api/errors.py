@@ -60,7 +60,9 @@ def database_unavailable(exc: BaseException) -> bool:
 def value_not_storable(exc: BaseException) -> bool:
     """The database refused a value of the request (PostgreSQL: a NUL in text, a number out of range): a 400. The
     readers in api/params.py refuse NULs first with a clearer message; this is the backstop for other paths."""
-    return isinstance(exc, DataError)
+    # SQLite's driver cannot bind an integer beyond 64 bits (an id or cursor from a URL) and says so with a bare
+    # OverflowError, where PostgreSQL answers with a DataError.
+    return isinstance(exc, DataError | OverflowError)
 
 
 def log_unavailable(request: Request, exc: BaseException) -> None:

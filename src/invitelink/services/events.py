@@ -36,6 +36,18 @@ def _contact(row: Any) -> dict[str, Any] | None:
     return {"id": row.contact_id, "email": row.email, "mobile": row.mobile, "uid": row.uid}
 
 
+def _data(row: Any, **extra: Any) -> dict[str, Any]:
+    """The part of ``data`` every delivery and participation event has, then the event's own fields."""
+    return {
+        "survey_id": row.survey_id,
+        "token": row.code,
+        "contact": _contact(row),
+        "status": row.status,
+        "metadata": row.meta,
+        **extra,
+    }
+
+
 def record(
     session: Session,
     event_type: str,
@@ -96,14 +108,7 @@ _PARTICIPATION = (
 def participation_changed(session: Session, participation_id: int, event_type: str) -> None:
     """``event_type`` (participation.clicked, …) for a participation whose status or first click just changed."""
     row = session.execute(_PARTICIPATION.where(Participation.id == participation_id)).one()
-    data: dict[str, Any] = {
-        "survey_id": row.survey_id,
-        "token": row.code,
-        "contact": _contact(row),
-        "status": row.status,
-        "metadata": row.meta,
-        "participation_id": row.id,
-    }
+    data = _data(row, participation_id=row.id)
     if row.supplier_id is not None:
         data.update(
             {
@@ -170,20 +175,16 @@ def delivery_changed(session: Session, delivery_id: int, event_type: str) -> Non
         workspace_id=row.workspace_id,
         survey_id=row.survey_id,
         contact_id=row.contact_id,
-        data={
-            "survey_id": row.survey_id,
-            "token": row.code,
-            "contact": _contact(row),
-            "status": row.status,
-            "metadata": row.meta,
-            "delivery_id": row.id,
-            "mailing_id": row.mailing_id,
-            "channel": row.channel,
-            "reminder": row.sequence > 0,
-            "attempts": row.attempts,
-            "error": row.last_error,
-            "message_id": row.message_id,
-        },
+        data=_data(
+            row,
+            delivery_id=row.id,
+            mailing_id=row.mailing_id,
+            channel=row.channel,
+            reminder=row.sequence > 0,
+            attempts=row.attempts,
+            error=row.last_error,
+            message_id=row.message_id,
+        ),
     )
 
 
