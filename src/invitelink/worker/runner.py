@@ -52,12 +52,21 @@ class Worker:
         """Send one job and record the outcome; never raises for a transport's refusal."""
         key = f"delivery-{job.delivery_id}-{job.sequence}"
         try:
-            if job.channel == "email":
-                message = build_email(self.settings, job)
-                await self.mailer.send(message, key)
+            # Rendering is this message's own business: whatever its data does to the e-mail library (a header
+            # that cannot be encoded), it fails this one message for good. Raised out of the loop, it would leave
+            # the whole claimed batch leased, to be claimed again with the poisoned row first, for ever.
+            email = build_email(self.settings, job) if job.channel == "email" else None
+            sms = build_sms(self.settings, job) if job.channel != "email" else ""
+        except Exception as exc:
+            log.warning("delivery %s cannot be rendered: %s", job.delivery_id, type(exc).__name__)
+            await self._record(job, "failed", f"the message cannot be built: {exc}"[:1000])
+            return
+        try:
+            if email is not None:
+                await self.mailer.send(email, key)
                 detail = message_id(self.settings, job)
             else:
-                await self.sms.send(job.to, build_sms(self.settings, job), key)
+                await self.sms.send(job.to, sms, key)
                 detail = key
         except PermanentError as exc:
             log.warning("delivery %s failed: %s", job.delivery_id, exc)

@@ -6,14 +6,29 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from invitelink.api.params import no_nul
+from invitelink.services.errors import InvalidInput
+from invitelink.services.fields import check_single_line
 
 T = TypeVar("T")
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ShortText = Annotated[str, StringConstraints(max_length=300)]
+
+
+def _one_line(value: str) -> str:
+    """Names, titles and subjects go into mail headers: a line break there cannot be encoded (or splits the
+    header), so they are refused where they come in (422) rather than failing a delivery later."""
+    try:
+        return check_single_line(value, "text")
+    except InvalidInput as exc:
+        raise ValueError(exc.message.removeprefix("text ")) from None
+
+
+OneLine = AfterValidator(_one_line)
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), OneLine]
+ShortText = Annotated[str, StringConstraints(max_length=300), OneLine]
+PersonName = Annotated[str, StringConstraints(max_length=200), OneLine]
 LongText = Annotated[str, StringConstraints(max_length=20_000)]
 Role = Literal["owner", "admin", "editor", "viewer"]
 SurveyStatus = Literal["draft", "active", "closed"]
@@ -179,19 +194,19 @@ class CallbackSecretOut(BaseModel):
 
 
 class MailingFields(Input):
-    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    name: PersonName | None = None
     channel: Literal["email", "sms"] | None = None
     subject: ShortText | None = None
     body: LongText | None = Field(
         default=None,
         description="Plain text; {{survey_link}}, {{recipient_name}}, {{survey_title}} are filled.",
     )
-    sender_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    sender_name: PersonName | None = None
     reminder_days: Annotated[int, Field(ge=0, le=365)] | None = None
 
 
 class MailingIn(MailingFields):
-    name: Annotated[str, StringConstraints(max_length=200)] = Field(default="", examples=["Invitation wave 1"])
+    name: PersonName = Field(default="", examples=["Invitation wave 1"])
     channel: Literal["email", "sms"] = "email"
     subject: ShortText = Field(default="", examples=["Your invitation to {{survey_title}}"])
     body: LongText = Field(default="", examples=["Hello {{recipient_name}},\n\nplease take part: {{survey_link}}"])
@@ -219,7 +234,7 @@ class ContactIn(Input):
     email: Annotated[str, StringConstraints(max_length=254)] | None = Field(default=None, examples=["a@example.com"])
     mobile: Annotated[str, StringConstraints(max_length=32)] | None = Field(default=None, examples=["+491701234567"])
     uid: Annotated[str, StringConstraints(max_length=255)] | None = Field(default=None, examples=["customer-4711"])
-    name: Annotated[str, StringConstraints(max_length=200)] = ""
+    name: PersonName = ""
     subgroup: Annotated[str, StringConstraints(max_length=64)] = ""
     anonymous: bool = Field(default=False, description="Anonymous contacts get no person code (serial).")
 
@@ -228,7 +243,7 @@ class ContactPatch(Input):
     email: Annotated[str, StringConstraints(max_length=254)] | None = None
     mobile: Annotated[str, StringConstraints(max_length=32)] | None = None
     uid: Annotated[str, StringConstraints(max_length=255)] | None = None
-    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    name: PersonName | None = None
     subgroup: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 

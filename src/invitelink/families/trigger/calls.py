@@ -22,7 +22,7 @@ from invitelink.services import trigger_tokens
 from invitelink.services.contacts import CONTACT_INSERT_COLUMNS, new_serial
 from invitelink.services.deliveries import enqueue_token_holders
 from invitelink.services.errors import InvalidInput, RateLimited
-from invitelink.services.fields import whole_number
+from invitelink.services.fields import check_single_line, whole_number
 from invitelink.services.identity import normalize_email
 from invitelink.services.links import issue_mailing_tokens
 from invitelink.services.trigger_tokens import Caller
@@ -77,6 +77,10 @@ def _text(body: dict[str, Any], key: str, limit: int) -> str | None:
     return value
 
 
+def _single_line(value: str | None, field: str) -> str | None:
+    return None if value is None else check_single_line(value, field)
+
+
 def _recipient(item: Any, where: str, default_name: str = "") -> Recipient:
     """One recipient: an address, or ``{email, name}``; ``default_name`` for one without a name of its own."""
     email: Any
@@ -93,6 +97,7 @@ def _recipient(item: Any, where: str, default_name: str = "") -> Recipient:
             )
     else:
         raise InvalidInput(f"invalid recipient {where}: give an address or an object {{email, name}}", field="emails")
+    check_single_line(name, f"name of recipient {where}")
     try:
         return Recipient(normalize_email(email), name.strip())
     except InvalidInput as exc:
@@ -182,7 +187,7 @@ def parse_request(body: dict[str, Any], limits: Limits, now: datetime) -> Trigge
     return TriggerRequest(
         recipients=_recipients(body, limits.max_recipients),
         metadata=_metadata(body),
-        subject=_text(body, "subject", MAX_SUBJECT_LENGTH),
+        subject=_single_line(_text(body, "subject", MAX_SUBJECT_LENGTH), "subject"),
         message=_text(body, "message", MAX_MESSAGE_LENGTH),
         reminder_days=whole_number(body, "reminder_days", 0, MAX_REMINDER_DAYS),
         scheduled_at=_schedule(body, now),

@@ -1,0 +1,87 @@
+"""Faults a service must survive: a message that cannot be rendered fails alone (the batch goes on), and the
+one-line fields that end up in mail headers refuse control characters where they come in."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from invitelink.config import Settings
+from invitelink.db import Database
+from invitelink.models import Contact, Delivery
+from invitelink.worker.runner import Worker
+from tests.conftest import Admin, MakeSurvey
+from tests.smtp_server import SmtpSink
+from tests.test_worker import seed, smtp_settings, statuses
+
+
+def test_a_message_that_cannot_be_built_fails_alone(settings: Settings) -> None:
+    """A name with a line break (stored before names were checked, or by a path that does not check) made the
+    e-mail library raise: the whole claimed batch stayed leased and was claimed again, poisoned row first, for
+    ever. Now that one delivery fails for good and the rest of the batch is sent."""
+    database = Database(settings.database_url, pool_size=4)
+    addresses = ["a@example.org", "bad@example.org", "c@example.org"]
+    try:
+        seed(database, addresses)
+        with database.sessions() as session, session.begin():
+            session.execute(
+                update(Contact).where(Contact.email == "bad@example.org").values(name="Pat\r\nBcc: all@example.org")
+            )
+        with SmtpSink() as sink:
+
+            async def once() -> int:
+                worker = Worker(smtp_settings(settings, sink), database)
+                try:
+                    return await worker.run_once()
+                finally:
+                    await worker.close()
+
+            assert asyncio.run(once()) == 3
+            assert sorted(m["To"] for m in sink.messages) == ["P0 <a@example.org>", "P2 <c@example.org>"]
+        assert statuses(database) == {"a@example.org": "sent", "bad@example.org": "failed", "c@example.org": "sent"}
+        with database.read_sessions() as session:
+            error = session.scalar(
+                select(Delivery.last_error)
+                .join(Contact, Contact.id == Delivery.contact_id)
+                .where(Contact.email == "bad@example.org")
+            )
+        assert error is not None and "cannot be built" in error
+    finally:
+        database.dispose()
+
+
+def test_line_breaks_are_refused_in_names_titles_and_subjects(
+    client: TestClient, admin: Admin, make_survey: MakeSurvey
+) -> None:
+    survey = make_survey(admin, status="active")
+    sid = survey["id"]
+    h = admin.headers
+
+    def refused(response: Any, status: int) -> None:
+        assert response.status_code == status, response.text
+        body = response.json()
+        text = body.get("detail") or body.get("error")
+        assert "control characters" in str(text), body
+
+    refused(
+        client.post("/admin/v1/surveys", json={"title": "A\nB", "questionnaire_url": "https://q.example"}, headers=h),
+        422,
+    )
+    refused(
+        client.post(f"/admin/v1/surveys/{sid}/contacts", json={"email": "x@example.org", "name": "X\r\nY"}, headers=h),
+        422,
+    )
+    refused(client.post(f"/admin/v1/surveys/{sid}/mailings", json={"subject": "Hi\rthere"}, headers=h), 422)
+    token = client.post(f"/admin/v1/surveys/{sid}/trigger-tokens", json={"name": "CRM"}, headers=h)
+    assert token.status_code == 201
+    auth = {"Authorization": f"Bearer {token.json()['secret']}"}
+    url = "/api/invitation-trigger"
+    refused(client.post(url, json={"email": "p@example.org", "name": "Pat\r\nBcc: x@example.org"}, headers=auth), 400)
+    refused(client.post(url, json={"emails": [{"email": "p@example.org", "name": "P\nQ"}]}, headers=auth), 400)
+    refused(client.post(url, json={"email": "p@example.org", "subject": "Hello\r"}, headers=auth), 400)
+    # Messages are many lines by nature: a line break there is fine.
+    ok = client.post(url, json={"email": "p@example.org", "message": "Hello\n\n{{survey_link}}"}, headers=auth)
+    assert ok.status_code == 200, ok.text
