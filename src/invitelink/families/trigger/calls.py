@@ -210,15 +210,12 @@ def _claim_cooldown(session: Session, token: TriggerToken, now: datetime) -> Non
     The stamp is taken even without a cooldown: the row lock also serialises the flood counts below.
     """
     cooldown = timedelta(seconds=token.cooldown_seconds)
-    result = session.execute(
-        update(TriggerToken)
-        .where(
-            TriggerToken.id == token.id,
-            or_(TriggerToken.last_used_at.is_(None), TriggerToken.last_used_at <= now - cooldown),
-        )
-        .values(last_used_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    stamp = update(TriggerToken).where(TriggerToken.id == token.id)
+    if cooldown:
+        stamp = stamp.where(or_(TriggerToken.last_used_at.is_(None), TriggerToken.last_used_at <= now - cooldown))
+    # Without a cooldown there is no condition: ``now`` was taken before this call waited for the row lock, so a
+    # racing call that stamped meanwhile is "later" than it, and "at least 0 s apart" would refuse it.
+    result = session.execute(stamp.values(last_used_at=now).execution_options(synchronize_session=False))
     if not cast("CursorResult[Any]", result).rowcount:
         last = session.scalar(select(TriggerToken.last_used_at).where(TriggerToken.id == token.id)) or now
         raise RateLimited(
