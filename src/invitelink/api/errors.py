@@ -96,7 +96,9 @@ def validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
         loc = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "form"))
-        parts.append(f"{loc}: {error.get('msg', 'invalid')}" if loc else str(error.get("msg", "invalid")))
+        # pydantic prefixes the messages of our own validators with "Value error, ": noise to a client.
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {message}" if loc else message)
     return "; ".join(parts) or "invalid request"
 
 

@@ -6,13 +6,20 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from invitelink.models import AdminSession, Membership, User, Workspace, utcnow
 from invitelink.security import hash_password, verify_password
 from invitelink.services import credentials
-from invitelink.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, get_owned
+from invitelink.services.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    get_owned,
+    save_or_conflict,
+)
 from invitelink.services.identity import normalize_email as valid_email
 from invitelink.services.pagination import Page, page_of
 
@@ -177,11 +184,8 @@ def add_member(session: Session, principal: Principal, email: str, role: str, pa
     _check_grant(principal, role)
     user = get_or_create_user(session, email, password)
     member = Membership(workspace_id=principal.workspace_id, user_id=user.id, role=role)
-    session.add(member)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise Conflict(f"{user.email} is already a member of this workspace") from exc
+    # In a savepoint: a failed flush outside one would leave the request's session unusable (a 500 at commit).
+    save_or_conflict(session, member, f"{user.email} is already a member of this workspace", field="email")
     return member
 
 

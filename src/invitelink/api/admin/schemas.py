@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from invitelink.api.params import no_nul
 from invitelink.services.errors import InvalidInput
 from invitelink.services.fields import check_single_line
 
 T = TypeVar("T")
-
 
 
 def _one_line(value: str) -> str:
@@ -42,6 +50,20 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     _no_nul = model_validator(mode="before")(no_nul)
+
+
+class Patch(Input):
+    """Fields that may be left out. ``null`` is accepted only where the stored value may be empty (``NULLABLE``):
+    elsewhere it is refused (422) instead of reaching a NOT NULL column (a 500) or a check meant for something else."""
+
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _no_null_where_a_value_is_needed(self) -> Patch:
+        nulls = sorted(n for n in self.model_fields_set if getattr(self, n) is None and n not in self.NULLABLE)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)}: null is not a value here; leave the field out to keep it")
+        return self
 
 
 class Output(BaseModel):
@@ -134,7 +156,9 @@ class Cpi(BaseModel):
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
 
 
-class SurveyFields(Input):
+class SurveyFields(Patch):
+    NULLABLE = frozenset({"industry_id", "segment", "cpi", "ir", "loi"})
+
     project: Annotated[str, StringConstraints(min_length=3, max_length=64)] | None = Field(
         default=None, description="URL slug of the participant links; generated from the title when omitted."
     )
@@ -193,7 +217,7 @@ class CallbackSecretOut(BaseModel):
 # Mailings --------------------------------------------------------------------------------------------------
 
 
-class MailingFields(Input):
+class MailingFields(Patch):
     name: PersonName | None = None
     channel: Literal["email", "sms"] | None = None
     subject: ShortText | None = None
@@ -257,6 +281,10 @@ class ContactOut(Output):
     subgroup: str
     anonymous: bool
     created_at: datetime
+    # Stored as NULL for contacts without any (models/contact.py); shown as {} so clients need no null check.
+    attributes: Annotated[dict[str, str], BeforeValidator(lambda value: value or {})] = Field(
+        description="Extra columns of the import that created the contact, for {{attr.name}} in messages."
+    )
 
 
 class ImportError_(BaseModel):
