@@ -105,7 +105,7 @@ def test_json_and_multipart_imports(client: TestClient, admin: Admin, make_surve
 def test_malformed_imports_are_400_and_store_nothing(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     base = _base(make_survey(admin))
     cases = [
-        (b"email,colour\na@example.org,red\n", "text/csv", "unknown CSV column"),
+        (b"email,col/our\na@example.org,red\n", "text/csv", "attribute name"),
         (b"", "text/csv", "CSV is empty"),
         (b"email\na@example.org\x00\n", "text/csv", "NUL bytes"),
         (b'email,name\na@example.org,"Ann\n', "text/csv", "malformed CSV"),

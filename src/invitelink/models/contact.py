@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from invitelink.models.base import Base, utcnow
+from invitelink.models.base import Base, JsonType, utcnow
 
 
 class Contact(Base):
@@ -32,6 +33,9 @@ class Contact(Base):
     subgroup: Mapped[str] = mapped_column(String(64), default="")
     anonymous: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Extra columns of a contact import, name -> text (services/contacts.py: limits), for {{attr.name}} in
+    # messages. NULL (not "{}") for contacts without any: the SoSci and trigger bulk inserts do not name it.
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
 
 
 class Suppression(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,16 @@ MAX_IMPORT_ROWS = 50_000
 MAX_NAME = 200
 MAX_SUBGROUP = 64
 SERIAL_LENGTH = 10
+# Contact attributes (the extra columns of an import): what a spreadsheet header holds, few enough to list in a
+# message template, short enough to keep a contact row small. Breaking one refuses the whole import (400).
+MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTE_NAME = 64
+MAX_ATTRIBUTE_VALUE = 1000
+ATTRIBUTE_NAME = re.compile(rf"[A-Za-z0-9_ -]{{1,{MAX_ATTRIBUTE_NAME}}}")
+# Delimiters a CSV export uses: comma, semicolon (Excel where the decimal separator is a comma), tab.
+DELIMITERS = ",;\t"
+# How much of the file the delimiter is guessed from: enough for the header and a few hundred rows.
+SNIFF_CHARS = 64 * 1024
 
 
 @dataclass
@@ -33,6 +44,12 @@ class ContactInput:
     name: str = ""
     subgroup: str = ""
     anonymous: bool = False
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+class AttributeLimit(InvalidInput):
+    """An attribute beyond the limits: refuses the whole import rather than one row, so a file that would lose data
+    (cut values, dropped columns) stores nothing."""
 
 
 @dataclass
@@ -52,8 +69,36 @@ def normalize(data: ContactInput) -> ContactInput:
     if len(data.subgroup) > MAX_SUBGROUP:
         raise InvalidInput(f"subgroup is longer than {MAX_SUBGROUP} characters", field="subgroup")
     return ContactInput(
-        features.email, features.mobile, features.uid, data.name.strip(), data.subgroup.strip(), data.anonymous
+        features.email,
+        features.mobile,
+        features.uid,
+        data.name.strip(),
+        data.subgroup.strip(),
+        data.anonymous,
+        check_attributes(data.attributes),
     )
+
+
+def check_attribute_name(name: str) -> str:
+    if not ATTRIBUTE_NAME.fullmatch(name):
+        raise AttributeLimit(
+            f"attribute name {name[:80]!r} must be 1 to {MAX_ATTRIBUTE_NAME} letters, digits, '_', '-' or spaces"
+        )
+    return name
+
+
+def check_attributes(attributes: dict[str, str]) -> dict[str, str]:
+    """The non-empty attributes (an empty cell is no attribute); AttributeLimit past a limit."""
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise AttributeLimit(f"at most {MAX_ATTRIBUTES} attributes per contact, got {len(attributes)}")
+    kept = {}
+    for name, value in attributes.items():
+        check_attribute_name(name)
+        if len(value) > MAX_ATTRIBUTE_VALUE:
+            raise AttributeLimit(f"attribute {name!r} is longer than {MAX_ATTRIBUTE_VALUE} characters")
+        if value.strip():
+            kept[name] = value.strip()
+    return kept
 
 
 # Columns of a bulk or insert-or-fetch contact insert (services/sosci.py, services/triggers.py).
@@ -89,6 +134,7 @@ def _new_contact(survey: Survey, data: ContactInput) -> Contact:
         subgroup=data.subgroup,
         anonymous=data.anonymous,
         serial=None if data.anonymous else new_serial(),
+        attributes=data.attributes or None,
     )
 
 
@@ -114,23 +160,58 @@ def update_contact(session: Session, contact: Contact, changes: dict[str, Any]) 
     return contact
 
 
+def sniff_delimiter(text: str) -> str:
+    """The file's delimiter among DELIMITERS. csv.Sniffer guesses from how consistently a character splits the
+    lines; when it cannot decide (one column, a single line) or picks a character the header does not contain, the
+    one the header line holds most of wins, and a header without any is one column (comma)."""
+    sample = text[:SNIFF_CHARS]
+    if len(text) > SNIFF_CHARS and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]  # whole lines only: a cut line would mislead the count
+    header = sample.split("\n", 1)[0]
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        sniffed = ""
+    if sniffed and sniffed in header:
+        return sniffed
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
 def parse_csv(text: str) -> list[dict[str, Any]]:
-    """Rows of a CSV with a header naming some of IMPORT_COLUMNS; InvalidInput on a malformed file."""
+    """Rows of a CSV (comma, semicolon or tab separated) whose header names some of IMPORT_COLUMNS; the other
+    columns are the contacts' attributes (row["attributes"]). InvalidInput on a malformed file."""
     if "\x00" in text:
         raise InvalidInput("the file contains NUL bytes, so it is not CSV text: export it as CSV (UTF-8)")
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    text = text.removeprefix("\ufeff")  # Excel's "CSV UTF-8" starts with a byte order mark
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text), strict=True)
     try:
         header = reader.fieldnames
         if not header:
             raise InvalidInput("CSV is empty: the first line must name the columns, e.g. email,name")
-        header = [h.strip().lower() for h in header]
-        unknown = [h for h in header if h not in IMPORT_COLUMNS]
-        if unknown:
-            raise InvalidInput(
-                f"unknown CSV column(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(IMPORT_COLUMNS)}"
-            )
+        names = [h.strip() for h in header]
+        header = [n.lower() if n.lower() in IMPORT_COLUMNS else n for n in names]
+        duplicates = sorted({n for n in header if header.count(n) > 1})
+        if duplicates:
+            raise InvalidInput(f"CSV column(s) named twice: {', '.join(map(repr, duplicates))}")
+        extra = [n for n in header if n not in IMPORT_COLUMNS]
+        if len(extra) > MAX_ATTRIBUTES:
+            raise AttributeLimit(f"at most {MAX_ATTRIBUTES} attribute columns besides {', '.join(IMPORT_COLUMNS)}")
+        for name in extra:
+            if name:  # a nameless column is allowed while empty (spreadsheets export trailing separators)
+                check_attribute_name(name)
         reader.fieldnames = header
-        return [dict(row) for row in reader]
+        rows = []
+        for row in reader:
+            known: dict[Any, Any] = {k: v for k, v in row.items() if k is None or k in IMPORT_COLUMNS}
+            attributes = {k: v for k, v in row.items() if k is not None and k not in IMPORT_COLUMNS and v}
+            if "" in attributes:
+                raise InvalidInput(f"line {reader.line_num} has a value in a column without a name")
+            if attributes:
+                known["attributes"] = attributes
+            rows.append(known)
+        return rows
     except csv.Error as exc:
         raise InvalidInput(f"malformed CSV at line {reader.line_num}: {exc}") from exc
 
@@ -152,9 +233,12 @@ def _row_input(row: Any) -> ContactInput:
         raise InvalidInput("a row must be an object with email, mobile, uid, name, subgroup")
     if None in row:
         raise InvalidInput("row has more fields than the header")
-    unknown = [k for k in row if k not in IMPORT_COLUMNS]
+    unknown = [k for k in row if k not in IMPORT_COLUMNS and k != "attributes"]
     if unknown:
         raise InvalidInput(f"unknown field(s) {', '.join(map(str, unknown))}")
+    attributes = row.get("attributes") or {}
+    if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
+        raise InvalidInput("attributes must be an object of strings", field="attributes")
     values: dict[str, str] = {}
     for key in IMPORT_COLUMNS:
         value = row.get(key)
@@ -170,6 +254,7 @@ def _row_input(row: Any) -> ContactInput:
             uid=values.get("uid") or None,
             name=values.get("name", ""),
             subgroup=values.get("subgroup", ""),
+            attributes=attributes,
         )
     )
 
@@ -187,6 +272,8 @@ def import_contacts(session: Session, survey: Survey, rows: list[Any]) -> Import
     for number, row in enumerate(rows, start=1):
         try:
             data = _row_input(row)
+        except AttributeLimit as exc:
+            raise AttributeLimit(f"row {number}: {exc.message}", field=exc.field) from exc
         except DomainError as exc:
             report.errors.append({"row": number, "field": exc.field, "error": exc.message})
             continue

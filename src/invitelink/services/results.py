@@ -82,6 +82,7 @@ CSV_COLUMNS = (
     "pid",
     "metadata",
     "response",
+    "attributes",  # the contact's import attributes as one JSON object; empty where the contact is not shown
 )
 CSV_BATCH = 1000
 
@@ -115,6 +116,8 @@ def results_csv(sessions: sessionmaker[Session], survey_id: int) -> Iterator[str
                 item.update(
                     {"contact_id": contact.get("id"), **{k: contact.get(k) for k in ("email", "mobile", "uid")}}
                 )
+                if contact:  # not for anonymous contacts: attributes could name the person
+                    item["attributes"] = row[3].attributes or None
                 writer.writerow([_csv_value(item.get(column)) for column in CSV_COLUMNS])
         yield buffer.getvalue()
         buffer.seek(0)

@@ -30,11 +30,11 @@ def texts(job: Job, public_url: str) -> tuple[str, str, str]:
         "survey_title": job.survey_title,
         "survey_link": link,
     }
-    subject = render(job.subject or DEFAULT_SUBJECT, values).replace("\n", " ").strip()
+    subject = render(job.subject or DEFAULT_SUBJECT, values, job.attributes).replace("\n", " ").strip()
     if job.sequence > 0:
         subject = f"Reminder: {subject}"
     template = job.body or DEFAULT_BODY
-    body = render(template, values)
+    body = render(template, values, job.attributes)
     if "survey_link" not in template:
         body = f"{body.rstrip()}\n\n{link}\n"  # a message without its link would be useless
     return subject, body, link

@@ -18,8 +18,11 @@ from invitelink.services.pagination import DEFAULT_LIMIT
 router = APIRouter(prefix="/surveys/{survey_id}/contacts", tags=["contacts"], route_class=AdminRoute)
 
 IMPORT_DOC = """Send the file as `text/csv`, as `application/json` (a list of contacts, or `{"contacts": [...]}`),
-or as a multipart upload in field `file` (.csv or .json). CSV: UTF-8, a header line naming some of
-`email, mobile, uid, name, subgroup`. Every valid new row is stored; rows whose email, mobile or uid is already
+or as a multipart upload in field `file` (.csv or .json). CSV: UTF-8 (a BOM is fine), separated by `,`, `;` or
+tabs, a header line naming some of `email, mobile, uid, name, subgroup`; other columns become the contacts'
+`attributes` (`{{attr.name}}` in messages; JSON rows: an `attributes` object of strings). At most 50 attributes,
+names of 1-64 characters `[A-Za-z0-9_ -]`, values of 1,000 characters; past these the whole import is refused (400).
+Every valid new row is stored; rows whose email, mobile or uid is already
 a contact of the survey are skipped; invalid rows are listed with their row number (data rows count from 1)
 and do not stop the others. At most 50,000 rows and 10 MiB per call."""
 

@@ -27,7 +27,16 @@ def get_session(request: Request) -> Iterator[Session]:
         yield reader
 
 
-oauth2 = OAuth2PasswordBearer(tokenUrl="/admin/v1/auth/token", auto_error=False)
+# Its description is what the Authorize dialog of /docs shows above the fields (docs.py lists this scheme first).
+oauth2 = OAuth2PasswordBearer(
+    tokenUrl="/admin/v1/auth/token",
+    auto_error=False,
+    description=(
+        "Admin API: enter your e-mail as username and your password (client_id and client_secret stay empty). "
+        "An admin token (ilk_…) you already have goes into a request's Authorization header as Bearer ilk_…; "
+        "not into the callback-secret scheme below, which is for questionnaire callbacks only."
+    ),
+)
 
 Db = Annotated[Session, Depends(get_session)]
 # The page size of every admin list.
