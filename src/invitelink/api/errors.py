@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from invitelink.services import idempotency
 from invitelink.services.errors import (
     Conflict,
     DomainError,
@@ -20,6 +24,7 @@ from invitelink.services.errors import (
     NotFound,
     RateLimited,
     Unauthorized,
+    Unprocessable,
 )
 
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -30,6 +35,7 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     Forbidden: 403,
     Unauthorized: 401,
     RateLimited: 429,
+    Unprocessable: 422,
 }
 
 # A family's error answer for a status and a message (and the domain error, when there is one).
@@ -102,6 +108,20 @@ def validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+async def idempotency_key(request: Request, *, always: bool = False) -> idempotency.Keyed | None:
+    """The request's Idempotency-Key with its fingerprint, for a POST by an authenticated caller (``always``: the
+    family identifies its caller itself, e.g. by a secret in the body); else None."""
+    key = request.headers.get("idempotency-key")
+    if key is None or request.method != "POST" or not (always or "authorization" in request.headers):
+        return None
+    return idempotency.Keyed(idempotency.check_key(key), idempotency.fingerprint(request, await request.body()))
+
+
+def replayed(stored: idempotency.Stored) -> Response:
+    """The first answer again, marked as such."""
+    return JSONResponse(stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"})
+
+
 def family_route(render: Renderer, *, validation_status: int = 400, unit_of_work: bool = False) -> type[APIRoute]:
     """A route class for one API family: every DomainError and validation error is rendered by ``render``, and a
     database that cannot serve gives 503 with Retry-After in the same format.
@@ -118,9 +138,23 @@ def family_route(render: Renderer, *, validation_status: int = 400, unit_of_work
             async def run(request: Request) -> Response:
                 if not unit_of_work or request.method in READ_METHODS:
                     return await original(request)
+                keyed = await idempotency_key(request)
                 async with request.app.state.database.unit_of_work() as session:
                     request.state.session = session
-                    return await original(request)
+                    if keyed is None:
+                        return await original(request)
+                    # Keyed per credential: the bearer the request carries (its digest).
+                    credential = idempotency.credential_of(request.headers.get("authorization", ""))
+                    stored = await run_in_threadpool(idempotency.replay, session, credential, keyed)
+                    if stored is not None:
+                        return replayed(stored)
+                    response = await original(request)
+                    if 200 <= response.status_code < 300 and response.headers.get("content-type") == "application/json":
+                        answer = json.loads(bytes(response.body))
+                        await run_in_threadpool(
+                            idempotency.remember, session, credential, keyed, response.status_code, answer
+                        )
+                    return response
 
             async def handler(request: Request) -> Response:
                 try:

@@ -4,6 +4,7 @@ from invitelink.models.access import API_FUNCTIONS, ApiAccess, TriggerToken
 from invitelink.models.base import Base, utcnow
 from invitelink.models.contact import Contact, Suppression
 from invitelink.models.event import EVENT_TYPES, Event
+from invitelink.models.idempotency import IdempotencyRecord
 from invitelink.models.mailing import Delivery, Mailing
 from invitelink.models.participation import PARTICIPATION_STATUSES, Participation
 from invitelink.models.supplier import Allocation, Panelist, Quota, Supplier, SupplierKey
@@ -25,6 +26,7 @@ __all__ = [
     "Contact",
     "Delivery",
     "Event",
+    "IdempotencyRecord",
     "Industry",
     "Mailing",
     "Membership",

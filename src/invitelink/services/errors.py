@@ -37,6 +37,10 @@ class Unauthorized(DomainError):
     pass
 
 
+class Unprocessable(DomainError):
+    """Well-formed but not acceptable as a whole (422): e.g. an Idempotency-Key reused for another request."""
+
+
 class RateLimited(DomainError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)

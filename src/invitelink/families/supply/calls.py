@@ -27,7 +27,7 @@ from invitelink.models import (
     Token,
 )
 from invitelink.security import random_code
-from invitelink.services import credentials
+from invitelink.services import credentials, idempotency
 from invitelink.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from invitelink.services.fields import whole_number
 from invitelink.services.identity import normalize_email
@@ -476,6 +476,28 @@ def call(session: Session, key: str | None, environment: str, endpoint: str, bod
     return ENDPOINTS[endpoint](session, authenticate(session, key, environment), body)
 
 
+def call_write(
+    session: Session,
+    key: str | None,
+    environment: str,
+    endpoint: str,
+    body: dict[str, Any],
+    keyed: idempotency.Keyed | None,
+) -> idempotency.Stored:
+    """A writing endpoint (add_participant): its success envelope, or with an Idempotency-Key used before, the
+    first answer again (recorded in the same transaction as the write)."""
+    caller = authenticate(session, key, environment)
+    credential = idempotency.credential_of(f"supplier-key:{key}")
+    if keyed is not None and (stored := idempotency.replay(session, credential, keyed)) is not None:
+        return stored
+    answer = idempotency.Stored(
+        200, {"status": "success", "message": SUCCESS, "data": ENDPOINTS[endpoint](session, caller, body)}
+    )
+    if keyed is not None:
+        idempotency.remember(session, credential, keyed, answer.status_code, answer.body)
+    return answer
+
+
 def call_generate_survey_url(
     session: Session, key: str | None, environment: str, body: dict[str, Any], public_url: str, server_secret: bytes
 ) -> dict[str, Any]:
@@ -496,3 +518,4 @@ ENDPOINTS: dict[str, Endpoint] = {
     "add_participant": add_participant,
 }
 WRITES = frozenset({"add_participant"})
+SUCCESS = "Request processed successfully"

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from invitelink.api.deps import DatabaseDep, SettingsDep
-from invitelink.api.errors import family_route
+from invitelink.api.errors import family_route, idempotency_key, replayed
 from invitelink.api.params import bearer, json_object
 from invitelink.config import Settings
 from invitelink.db import Database
@@ -46,9 +46,7 @@ def render_error(status: int, message: str, _exc: DomainError | None = None) -> 
 router = APIRouter(route_class=family_route(render_error))
 
 
-async def _call(
-    request: Request, database: Database, settings: Settings, environment: str, endpoint: str
-) -> JSONResponse:
+async def _call(request: Request, database: Database, settings: Settings, environment: str, endpoint: str) -> Response:
     key = bearer(request)
     if key is not None:
         limiter: RateLimiter = request.app.state.supply_limiter
@@ -59,13 +57,16 @@ async def _call(
             calls.call_generate_survey_url, key, environment, body, settings.public_url, settings.server_secret
         )
         return JSONResponse({"status": "success", "message": "Survey link generated successfully", "data": data})
-    run = database.write if endpoint in calls.WRITES else database.read
-    data = await run(calls.call, key, environment, endpoint, body)
+    if endpoint in calls.WRITES:
+        keyed = await idempotency_key(request)
+        answer = await database.write(calls.call_write, key, environment, endpoint, body, keyed)
+        return replayed(answer) if answer.replayed else JSONResponse(answer.body, status_code=answer.status_code)
+    data = await database.read(calls.call, key, environment, endpoint, body)
     return JSONResponse({"status": "success", "message": SUCCESS, "data": data})
 
 
 def _register(environment: str, endpoint: str, description: str) -> None:
-    async def endpoint_handler(request: Request, database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
+    async def endpoint_handler(request: Request, database: DatabaseDep, settings: SettingsDep) -> Response:
         return await _call(request, database, settings, environment, endpoint)
 
     router.add_api_route(
@@ -96,7 +97,7 @@ def endpoint_of(rest: str) -> str | None:
 
 
 def _register_fallback(environment: str) -> None:
-    async def other(request: Request, rest: str, database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
+    async def other(request: Request, rest: str, database: DatabaseDep, settings: SettingsDep) -> Response:
         """Whatever no endpoint's own route matched under /{environment}/: an endpoint written with extra slashes
         is served as that endpoint; another method on an endpoint is 405 with Allow; anything else 404, all in
         the API's error body."""

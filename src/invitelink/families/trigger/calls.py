@@ -18,7 +18,7 @@ from sqlalchemy import Connection, CursorResult, bindparam, func, or_, select, u
 from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Delivery, Mailing, TriggerToken, utcnow
-from invitelink.services import trigger_tokens
+from invitelink.services import idempotency, trigger_tokens
 from invitelink.services.contacts import CONTACT_INSERT_COLUMNS, new_serial
 from invitelink.services.deliveries import enqueue_token_holders
 from invitelink.services.errors import InvalidInput, RateLimited
@@ -345,16 +345,30 @@ def batch_summary(mailing: Mailing) -> dict[str, Any]:
 
 
 def trigger(
-    session: Session, secret: str | None, parsed: TriggerRequest | InvalidInput, limits: Limits
-) -> dict[str, Any]:
-    """One trigger call: authenticate the token, then queue the batch; the success body's ``batch``.
+    session: Session,
+    secret: str | None,
+    parsed: TriggerRequest | InvalidInput,
+    limits: Limits,
+    keyed: idempotency.Keyed | None = None,
+) -> idempotency.Stored:
+    """One trigger call: authenticate the token, then queue the batch; the answer (status and body).
 
     ``parsed`` is the body validated before the writer, or its error, which is raised only after the token check,
-    so a caller without a valid token learns about the token first."""
+    so a caller without a valid token learns about the token first. With an Idempotency-Key (``keyed``), a call
+    made before is answered again from its record, before the cooldown or the flood limits are counted, and a new
+    call's answer is recorded in its own transaction."""
     caller = trigger_tokens.authenticate(session, secret)
+    credential = idempotency.credential_of(f"trigger-token:{caller.token.id}")
+    if keyed is not None:
+        stored = idempotency.replay(session, credential, keyed)
+        if stored is not None:
+            return idempotency.Stored(stored.status_code, stored.body, replayed=True)
     if isinstance(parsed, InvalidInput):
         raise parsed
     mailing = queue_batch(session, caller, parsed, limits, utcnow())
     # The token's prefix and the batch id only: never a link or a secret.
     log.info("trigger %s queued batch %s (%d recipients)", caller.token.prefix, mailing.uuid, len(parsed.recipients))
-    return batch_summary(mailing)
+    answer = idempotency.Stored(200, batch_summary(mailing))
+    if keyed is not None:
+        idempotency.remember(session, credential, keyed, answer.status_code, answer.body)
+    return answer

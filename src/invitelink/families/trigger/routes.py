@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from invitelink.api.deps import DatabaseDep, SettingsDep
-from invitelink.api.errors import family_route
+from invitelink.api.errors import family_route, idempotency_key, replayed
 from invitelink.api.params import FORM_TYPES, bearer, content_type, form_fields, json_object, read_form, reject_nul
 from invitelink.config import Settings
 from invitelink.families.trigger import calls
@@ -129,7 +129,7 @@ def limits_of(settings: Settings) -> calls.Limits:
         503: {"description": "Database not ready"},
     },
 )
-async def invitation_trigger(request: Request, database: DatabaseDep, settings: SettingsDep) -> JSONResponse:
+async def invitation_trigger(request: Request, database: DatabaseDep, settings: SettingsDep) -> Response:
     limits = limits_of(settings)
     body = await _body(request, limits)
     # Validated here, outside the (on SQLite single) writer.
@@ -138,8 +138,10 @@ async def invitation_trigger(request: Request, database: DatabaseDep, settings: 
         parsed = calls.parse_request(body, limits, utcnow())
     except InvalidInput as exc:
         parsed = exc
+    keyed = await idempotency_key(request, always=True)
     # A database that cannot serve becomes 503 with Retry-After in the route class (api/errors.py).
-    return JSONResponse(await database.write(calls.trigger, _secret(request, body), parsed, limits))
+    answer = await database.write(calls.trigger, _secret(request, body), parsed, limits, keyed)
+    return replayed(answer) if answer.replayed else JSONResponse(answer.body, status_code=answer.status_code)
 
 
 @router.api_route(PATH, methods=["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"], include_in_schema=False)
