@@ -30,3 +30,13 @@ def renderer_for(path: str) -> Renderer:
             if path.startswith(prefix) and len(prefix) > length:
                 best, length = family.render_error, len(prefix)
     return best
+
+
+def family_for(path: str) -> Family:
+    """The family owning ``path`` (its longest matching prefix): whose counters a request adds to (/metrics)."""
+    best, length = FAMILIES[0], -1
+    for family in FAMILIES:
+        for prefix in family.prefixes:
+            if path.startswith(prefix) and len(prefix) > length:
+                best, length = family, len(prefix)
+    return best

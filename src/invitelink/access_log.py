@@ -1,0 +1,101 @@
+"""One access-log line per request, written by this middleware instead of uvicorn's (whose lines carry full URLs:
+API keys in ``?act=``, token codes in ``?d=``), and the request counters of /metrics, counted in the same place.
+
+The line names the method, the path and query with every secret value replaced, the status, the duration, the API
+family and (through the logging filter) the request id. Headers are never logged, so neither is Authorization."""
+
+from __future__ import annotations
+
+import logging
+import re
+from time import perf_counter
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from invitelink import metrics
+
+log = logging.getLogger("invitelink.access")
+
+REDACTED = "***"
+# Query parameters whose values are credentials, token codes, signatures or a participant's address: the SoSci
+# key (act) and link codes (d, s), the questionnaire's and the end page's token, the unsubscribe link (u), the
+# supplier entry's signature and ids (security_code, sid, PID), and the generic names a client may add.
+SECRET_PARAMS = frozenset(
+    {"act", "d", "s", "token", "secret", "u", "security_code", "sid", "pid", "key", "hmac", "signature", "code"}
+    | {"password", "email", "mobile"}
+)
+# A path segment "looks like a token" when it carries a credential prefix, or is a long run of letters and digits
+# with both in it (token codes, keys); slugs with hyphens and plain numeric ids stay readable.
+SECRET_PREFIXES = ("sit_", "ilk_", "scb_", "whsec_", "r4i_")
+TOKEN_LIKE = re.compile(r"^(?=[A-Za-z0-9_]*\d)(?=[A-Za-z0-9_]*[A-Za-z])[A-Za-z0-9_]{12,}$")
+
+
+def redact_path(path: str) -> str:
+    return "/".join(
+        REDACTED if segment.lower().startswith(SECRET_PREFIXES) or TOKEN_LIKE.match(segment) else segment
+        for segment in path.split("/")
+    )
+
+
+def redact_query(query: str) -> str:
+    """The query string as sent, with the value of every secret parameter replaced (names compared without case),
+    and of any other parameter whose value looks like a token: a client may name its parameters as it likes."""
+    parts = []
+    for pair in query.split("&"):
+        name, sep, value = pair.partition("=")
+        secret = name.lower() in SECRET_PARAMS or value.lower().startswith(SECRET_PREFIXES) or TOKEN_LIKE.match(value)
+        parts.append(f"{name}={REDACTED}" if secret and sep else pair)
+    return "&".join(parts)
+
+
+def redacted_target(path: str, query: str) -> str:
+    path = redact_path(path)
+    return f"{path}?{redact_query(query)}" if query else path
+
+
+class RequestLog:
+    """Pure ASGI (no BaseHTTPMiddleware: it would cost a task per request on the create_link hot path)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        # An exception raised through here becomes Starlette's 500 further out: count and log it as one.
+        status = 500
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            seconds = perf_counter() - start
+            path: str = scope["path"]
+            family = metrics.family_label(path)
+            metrics.observe_request(family, status, seconds)
+            if log.isEnabledFor(logging.INFO):
+                query = scope.get("query_string", b"").decode("latin-1")
+                target = redacted_target(path, query)
+                duration_ms = round(seconds * 1000, 1)
+                log.info(
+                    "%s %s %d %.1f ms %s",
+                    scope["method"],
+                    target,
+                    status,
+                    duration_ms,
+                    family,
+                    extra={
+                        "method": scope["method"],
+                        "path": target,
+                        "status": status,
+                        "duration_ms": duration_ms,
+                        "family": family,
+                    },
+                )
