@@ -4,6 +4,7 @@ follows the port, create-admin's refusal to reuse an account silently and its pa
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -81,3 +82,28 @@ def test_create_admin_validates_and_refuses_an_existing_account(tmp_path: Path) 
         **db,
     )
     assert added.returncode == 0 and "(Second)" in added.stdout
+
+
+def test_import_contacts_in_batches_with_progress_on_a_terminal(tmp_path: Path) -> None:
+    db = {"INVITELINK_DATABASE_URL": f"sqlite:///{tmp_path / 'i.db'}"}
+    demo = cli(["demo", "--json"], tmp_path, **db)
+    assert demo.returncode == 0, demo.stderr
+    survey = json.loads(demo.stdout)["survey"]["id"]
+    rows = ["email;name;city"] + [f"p{n}@example.org;P {n};Berlin" for n in range(2500)] + ["not-an-address;X;Y"]
+    (tmp_path / "people.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    first = cli(["import-contacts", "--survey", str(survey), "people.csv"], tmp_path, **db)
+    assert first.returncode == 1  # one row refused, and said so
+    assert "imported 2500 contacts, skipped 0 already there, refused 1 rows" in first.stdout
+    assert "row 2501:" in first.stderr
+    # A terminal gets a progress bar; the second run skips what the first stored.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVITELINK_")}
+    env.update({"INVITELINK_VAR_DIR": str(tmp_path / "var"), "INVITELINK_SECRET_KEY": "k", **db})
+    # A terminal of a real size: in one of size 0 (script's default) tqdm draws nothing.
+    command = f"stty cols 100 rows 40; {sys.executable} -m invitelink.cli import-contacts --survey {survey} people.csv"
+    again = subprocess.run(
+        ["script", "-qec", command, "/dev/null"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "imported 0 contacts, skipped 2500 already there" in again.stdout
+    assert "2501/2501" in again.stdout and "rows" in again.stdout  # tqdm's bar, through the terminal
+    missing = cli(["import-contacts", "--survey", "999", "people.csv"], tmp_path, **db)
+    assert missing.returncode == 2 and "no survey 999" in missing.stderr

@@ -4,6 +4,7 @@ one-line fields that end up in mail headers refuse control characters where they
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from invitelink.db import Database
 from invitelink.models import Contact, Delivery
 from invitelink.worker.runner import Worker
 from tests.conftest import Admin, MakeSurvey
-from tests.smtp_server import SmtpSink
+from tests.smtp_server import RecordingHandler, SmtpSink
 from tests.test_worker import seed, smtp_settings, statuses
 
 
@@ -149,3 +150,52 @@ def test_null_where_a_value_is_needed_and_re_adding_a_member_are_client_errors(
     assert client.post("/admin/v1/members", json=member, headers=h).status_code == 201
     again = client.post("/admin/v1/members", json={"email": "m@example.org", "role": "editor"}, headers=h)
     assert again.status_code == 409 and "already a member" in again.json()["detail"]
+
+
+class SlowHandler(RecordingHandler):
+    """An SMTP server that takes its time over each message, as a slow relay does."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(0.7)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_live_workers_slow_batch_is_never_taken_from_it(settings: Settings) -> None:
+    """Was: a batch slower than the lease was re-sent by idle workers (42 of 100 mails duplicated, with no crash).
+    Now the worker renews its leases while it works: with a 1 s lease and 3 messages of 0.7 s each, a second
+    worker polling all along claims nothing, and every message arrives once."""
+    database = Database(settings.database_url, pool_size=4)
+    try:
+        seed(database, ["a@example.org", "b@example.org", "c@example.org"])
+        with SmtpSink() as sink:
+            sink.handler = SlowHandler()
+            sink.controller.handler = sink.handler
+            slow = smtp_settings(settings, sink)
+
+            async def race() -> tuple[int, list[int]]:
+                busy = Worker(slow, database, batch=3, lease=timedelta(seconds=1))
+                idle = Worker(slow, database, batch=3, lease=timedelta(seconds=1))
+                idle_claims: list[int] = []
+
+                async def poll() -> None:
+                    for _ in range(20):  # 3 s of polling, past the busy worker's batch
+                        await asyncio.sleep(0.15)
+                        idle_claims.append(await idle.run_once())
+
+                try:
+                    sent, _ = await asyncio.gather(busy.run_once(), poll())
+                finally:
+                    await busy.close()
+                    await idle.close()
+                return sent, idle_claims
+
+            sent, idle_claims = asyncio.run(race())
+            assert sent == 3
+            assert sum(idle_claims) == 0, idle_claims
+            assert sorted(m["To"] for m in sink.messages) == [
+                "P0 <a@example.org>",
+                "P1 <b@example.org>",
+                "P2 <c@example.org>",
+            ]
+    finally:
+        database.dispose()

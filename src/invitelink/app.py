@@ -7,17 +7,21 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from invitelink import __version__
+from invitelink import __version__, metrics
+from invitelink.access_log import RequestLog
 from invitelink.config import Settings
 from invitelink.db import Database
+from invitelink.docs import install_docs
 from invitelink.families.registry import FAMILIES, renderer_for
 from invitelink.families.supply.rate_limit import RateLimiter
 from invitelink.limits import BodySizeLimit
+from invitelink.logs import request_id_is_sane
 from invitelink.migrate import is_at_head
 
 DESCRIPTION = """
@@ -100,6 +104,9 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
         openapi_tags=TAGS,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
+        # Served by install_docs from installed files instead of a CDN (docs.py).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.database = database
@@ -110,6 +117,9 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
         overrides={"/contacts/import": settings.max_import_bytes},
         render=renderer_for,
     )
+    # Added last, so outermost: the request id is set before anything logs, and the access log times everything.
+    app.add_middleware(RequestLog)
+    app.add_middleware(CorrelationIdMiddleware, validator=request_id_is_sane)
     # The families in the registry's order (families/registry.py says why the order matters).
     for family in FAMILIES:
         for router in family.routers:
@@ -139,6 +149,10 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
     # Load balancers probe with HEAD as often as with GET; not in the schema, where it would repeat GET's operation.
     app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
     app.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=False)
+
+    install_docs(app)
+
+    app.include_router(metrics.router)  # before the fallback: "/{project}" would take "/metrics"
 
     # Last: routes that match too widely (the slash-less "/{project}" redirect matches every one-segment path).
     for family in FAMILIES:

@@ -9,7 +9,8 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Concatenate, ParamSpec, TypeVar
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
@@ -19,12 +20,16 @@ from sqlalchemy.orm import Session
 from invitelink import __version__
 from invitelink.config import Settings
 from invitelink.db import Database
+from invitelink.logs import configure_logging, log_config
 from invitelink.migrate import upgrade_to_head
-from invitelink.services.errors import DomainError
+from invitelink.services.contacts import ImportReport
+from invitelink.services.errors import DomainError, NotFound
 
 T = TypeVar("T")
 P = ParamSpec("P")
 PASSWORD_ENV = "INVITELINK_ADMIN_PASSWORD"  # noqa: S105 - the variable's name
+# The long-running commands, whose logs an operator collects; the others print for a person at a terminal.
+LOGGING_COMMANDS = ("serve", "worker", "migrate")
 
 
 class CommandError(Exception):
@@ -83,6 +88,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # worker processes read the settings again, so the environment carries it to them.
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104 - compared, not bound
         os.environ["INVITELINK_PUBLIC_URL"] = f"http://{host}:{args.port}"
+    if args.workers > 1:
+        from invitelink.metrics import share_metrics_between_workers
+
+        # Each worker process counts its own requests: prometheus-client's multiprocess mode lets any of them answer
+        # /metrics with the sum (invitelink.metrics).
+        share_metrics_between_workers(settings)
     uvicorn.run(
         "invitelink.app:serving_app",
         factory=True,
@@ -90,8 +101,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         workers=args.workers,
         proxy_headers=True,
-        # Access logs carry full URLs, and personal links are secrets: keep them out of logs.
+        # Access logs carry full URLs, and personal links are secrets: the app writes its own, redacted
+        # (invitelink.access_log).
         access_log=False,
+        # Every worker process configures its logging from this, uvicorn's loggers included (invitelink.logs).
+        log_config=log_config(settings),
     )
     return 0
 
@@ -151,11 +165,63 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"Demo workspace {result['workspace']['id']} is ready.")
         print(f"  admin:   {result['admin']['email']} / {result['admin']['password']}")
-        print(f"  token:   {result['admin']['token']}")
+        print(f"  token:   {result['admin']['token']}  (for scripts: Authorization: Bearer <token>)")
         print(f"  survey:  {result['survey']['id']} (project {result['survey']['project']})")
         print(f"  codes:   {', '.join(result['serial_codes'])}")
-        print(f"  docs:    {result['docs']}  (Authorize with the e-mail and password above)")
+        print(f"  docs:    {result['docs']}")
+        print("  Authorize → OAuth2PasswordBearer (the first scheme): the e-mail as username and the password above.")
+        print("  HTTPBearer (the second) is the questionnaire callback's secret (scb_…): admin tokens do not go there.")
     return 0
+
+
+IMPORT_BATCH = 1000
+
+
+def _import_batch(session: Session, survey_id: int, rows: list[Any]) -> ImportReport:
+    from invitelink.models import Survey
+    from invitelink.services.contacts import import_contacts
+
+    survey = session.get(Survey, survey_id)
+    if survey is None:
+        raise NotFound(f"no survey {survey_id}: see GET /admin/v1/surveys for the ids")
+    return import_contacts(session, survey, rows)
+
+
+def cmd_import_contacts(args: argparse.Namespace, settings: Settings) -> int:
+    """A contact file of any size, in batches (each its own transaction through the write seam), with a progress
+    bar on a terminal. Rows already in the survey are skipped, so an interrupted import can simply be run again."""
+    from tqdm import tqdm
+
+    from invitelink.services.contacts import parse_csv, parse_json
+
+    if not args.no_migrate:
+        _migrate(settings)
+    try:
+        text = Path(args.file).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read {args.file}: {exc}") from None
+    try:
+        rows = parse_json(text) if args.file.lower().endswith(".json") else parse_csv(text)
+    except DomainError as exc:
+        raise CommandError(f"{args.file}: {exc.message}") from None
+    created = skipped = 0
+    errors: list[str] = []
+    with tqdm(total=len(rows), unit="rows", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+        for start in range(0, len(rows), IMPORT_BATCH):
+            batch = rows[start : start + IMPORT_BATCH]
+            try:
+                report = _write(settings, _import_batch, args.survey, batch)
+            except DomainError as exc:
+                raise CommandError(f"rows {start + 1}-{start + len(batch)}: {exc.message}") from None
+            created, skipped = created + report.created, skipped + report.skipped
+            errors += [f"row {e['row'] + start}: {e['error']}" for e in report.errors]
+            bar.update(len(batch))
+    for line in errors[:20]:
+        print(line, file=sys.stderr)
+    if len(errors) > 20:
+        print(f"… and {len(errors) - 20} more rows refused", file=sys.stderr)
+    print(f"imported {created} contacts, skipped {skipped} already there, refused {len(errors)} rows")
+    return 0 if not errors else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--no-migrate", action="store_true", help="do not migrate the database first")
     admin.set_defaults(func=cmd_create_admin)
 
+    importer = sub.add_parser(
+        "import-contacts",
+        help="import contacts of a survey from a CSV or JSON file, with progress",
+        description="CSV: a header naming email, mobile, uid, name, subgroup, anonymous (other columns become the "
+        "contacts' attributes); comma, semicolon or tab separated. JSON: a list of such objects (a .json file).",
+        formatter_class=defaults,
+    )
+    importer.add_argument("--survey", type=_positive, required=True, help="the survey's id")
+    importer.add_argument("file", help="the file to import")
+    importer.add_argument("--no-migrate", action="store_true", help="do not migrate the database first")
+    importer.set_defaults(func=cmd_import_contacts)
+
     demo = sub.add_parser("demo", help="seed a demo workspace and print its credentials", formatter_class=defaults)
     demo.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
     demo.set_defaults(func=cmd_demo)
@@ -216,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(_settings_error(exc), file=sys.stderr)
         return 2
+    if args.command in LOGGING_COMMANDS:
+        configure_logging(settings)
     try:
         result: int = args.func(args, settings)
     except CommandError as exc:

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     # Deliveries a worker claims at once, and how long its claim holds: a killed worker's unsent claims return to
     # the queue after the lease.
     worker_batch: int = 50
-    worker_lease_seconds: int = 300
+    # Renewed every third of it while the worker works: a SIGKILLed worker's claims come free within this time.
+    worker_lease_seconds: int = 45
 
     # Limits, documented in README and OpenAPI.
     max_body_bytes: int = 1_048_576
@@ -56,6 +57,19 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 10.0
     # POST /api/v1/bounces: the bearer secret an operator's MTA pipe sends; unset, the endpoint answers 401.
     bounce_secret: str | None = Field(default=None, repr=False)
+    # Logs (invitelink.logs): every line of the process as text or as one JSON object, from this level up.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # GET /metrics: unset, anyone who reaches the port may scrape; set, it requires "Authorization: Bearer <token>".
+    metrics_token: str | None = Field(default=None, repr=False)
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: object, info: ValidationInfo) -> object:
+        # INVITELINK_LOG_LEVEL=info and INVITELINK_LOG_FORMAT=JSON mean what they say.
+        if isinstance(value, str):
+            return value.upper() if info.field_name == "log_level" else value.lower()
+        return value
 
     @field_validator("public_url")
     @classmethod

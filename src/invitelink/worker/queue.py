@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, insert, literal, or_, select, update
@@ -49,6 +50,8 @@ class Job:
     workspace_name: str
     # Days after the invitation is sent at which a reminder falls due (0: none).
     reminder_days: int = 0
+    # The contact's attributes, for {{attr.name}} (services/templates.py).
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -128,6 +131,7 @@ def claim(session: Session, worker_id: str, batch: int, lease: timedelta) -> lis
                 survey_title=survey.title,
                 workspace_name=workspace.name,
                 reminder_days=mailing.reminder_days if delivery.sequence == 0 else 0,
+                attributes=contact.attributes or {},
             )
         )
     return jobs
@@ -210,6 +214,15 @@ def mark_retry(session: Session, job: Job, worker_id: str, error: str) -> dateti
         .values(status="queued", due_at=due, locked_until=None, last_error=error[:1000])
     )
     return due
+
+
+def renew(session: Session, delivery_ids: list[int], worker_id: str, lease: timedelta) -> None:
+    """Extend this worker's leases on deliveries it still holds (the heartbeat of a batch in progress)."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(delivery_ids), Delivery.locked_by == worker_id, Delivery.status == "sending")
+        .values(locked_until=utcnow() + lease)
+    )
 
 
 def release(session: Session, delivery_ids: list[int], worker_id: str) -> None:

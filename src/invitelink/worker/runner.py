@@ -15,6 +15,7 @@ from invitelink.config import Settings
 from invitelink.db import Database
 from invitelink.worker import queue
 from invitelink.worker.messages import build_email, build_sms, message_id
+from invitelink.worker.progress import Progress
 from invitelink.worker.transports import PermanentError, TransientError, make_mailer, make_sms
 from invitelink.worker.webhooks import WebhookSender
 
@@ -44,9 +45,11 @@ class Worker:
         self.sms = make_sms(settings)
         self.webhooks = WebhookSender(settings, self.database, self.worker_id)
         self.sent = 0
+        self.progress = Progress(self.database)
 
     async def _record(self, job: queue.Job, outcome: str, detail: str) -> None:
         await self.database.write(queue.record_outcome, job, self.worker_id, outcome, detail)
+        self.progress.count(outcome)
 
     async def send(self, job: queue.Job) -> None:
         """Send one job and record the outcome; never raises for a transport's refusal."""
@@ -79,14 +82,37 @@ class Worker:
         await self._record(job, "sent", detail)
         self.sent += 1
 
+    async def _keep_leases(self, pending: set[int]) -> None:
+        """Renew the lease of the batch's unsent deliveries every third of the lease, for as long as the batch takes:
+        a slow batch is never taken from a live worker, while a dead worker's claims come free one short lease
+        after its last renewal."""
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            if pending:
+                try:
+                    await self.database.write(queue.renew, sorted(pending), self.worker_id, self.lease)
+                except Exception:  # the database may be briefly away; the next renewal tries again
+                    log.warning("renewing the leases of %d deliveries failed; retrying", len(pending))
+
     async def run_once(self, stop: asyncio.Event | None = None) -> int:
         """Claim one batch and send it; returns how many jobs it claimed. Stops early, releasing the rest."""
         jobs = await self.database.write(queue.claim, self.worker_id, self.batch, self.lease)
-        for index, job in enumerate(jobs):
-            if stop is not None and stop.is_set():
-                await self.database.write(queue.release, [j.delivery_id for j in jobs[index:]], self.worker_id)
-                break
-            await self.send(job)
+        pending = {job.delivery_id for job in jobs}
+        heartbeat = asyncio.create_task(self._keep_leases(pending)) if jobs else None
+        try:
+            for index, job in enumerate(jobs):
+                if stop is not None and stop.is_set():
+                    await self.database.write(queue.release, [j.delivery_id for j in jobs[index:]], self.worker_id)
+                    break
+                await self.send(job)
+                pending.discard(job.delivery_id)
+                await self.progress.report_if_due()
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
+        if not jobs:
+            await self.progress.report()  # the queue ran dry: the last busy seconds' line, then silence
         return len(jobs)
 
     async def run(self, stop: asyncio.Event) -> None:
