@@ -149,3 +149,16 @@ def test_worker_logs_progress_while_sending_and_nothing_while_idle(
     assert sum(r.__dict__["sent"] for r in lines) == 4
     assert [r.__dict__["queue_depth"] for r in lines] == [2, 2, 0, 0]  # claimed deliveries are not due
     assert "sent" in lines[0].getMessage() and "queue depth" in lines[0].getMessage()
+
+
+def test_the_access_line_can_be_turned_off_and_requests_are_still_counted(
+    settings: Settings, logs: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings.model_copy(update={"access_log": False}))
+    with TestClient(app) as client:
+        before = scrape(client)
+        assert client.get("/healthz").status_code == 200
+        after = scrape(client)
+    assert not [r for r in logs.records if r.name == "invitelink.access"]
+    counted = 'invitelink_http_requests_total{family="app",status="200"}'
+    assert after[counted] - before.get(counted, 0) >= 2  # /healthz and the first scrape

@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
         render=renderer_for,
     )
     # Added last, so outermost: the request id is set before anything logs, and the access log times everything.
-    app.add_middleware(RequestLog)
+    app.add_middleware(RequestLog, write_lines=settings.access_log)
     app.add_middleware(CorrelationIdMiddleware, validator=request_id_is_sane)
     # The families in the registry's order (families/registry.py says why the order matters).
     for family in FAMILIES:

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     # Logs (invitelink.logs): every line of the process as text or as one JSON object, from this level up.
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # One redacted line per request (invitelink.access); off, only the request counters of /metrics remain.
+    access_log: bool = True
     # GET /metrics: unset, anyone who reaches the port may scrape; set, it requires "Authorization: Bearer <token>".
     metrics_token: str | None = Field(default=None, repr=False)
 
