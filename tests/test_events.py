@@ -20,6 +20,7 @@ from invitelink.db import Database
 from invitelink.worker.runner import Worker
 from tests.conftest import Admin, MakeAdmin, MakeSurvey
 from tests.smtp_server import SmtpSink
+from tests.test_worker import smtp_settings
 
 BOUNCE_SECRET = "bounce-pipe-secret"
 
@@ -32,15 +33,7 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 def settings(settings: Settings, sink: SmtpSink) -> Settings:
-    return settings.model_copy(
-        update={
-            "smtp_host": "127.0.0.1",
-            "smtp_port": sink.port,
-            "smtp_starttls": False,
-            "smtp_from": "Lab <lab@example.org>",
-            "bounce_secret": BOUNCE_SECRET,
-        }
-    )
+    return smtp_settings(settings, sink).model_copy(update={"bounce_secret": BOUNCE_SECRET})
 
 
 class Study:

@@ -77,6 +77,8 @@ def record(
     return event
 
 
+# The contact's identity columns, as every event's ``data.contact`` needs them.
+_CONTACT = (Contact.id.label("contact_id"), Contact.email, Contact.mobile, Contact.uid, Contact.anonymous)
 _PARTICIPATION = (
     select(
         Participation.id,
@@ -89,11 +91,7 @@ _PARTICIPATION = (
         Participation.supplier_id,
         Survey.workspace_id,
         Token.code,
-        Contact.id.label("contact_id"),
-        Contact.email,
-        Contact.mobile,
-        Contact.uid,
-        Contact.anonymous,
+        *_CONTACT,
         Supplier.postback_url,
         Supplier.public_id.label("supplier_public_id"),
     )
@@ -152,11 +150,7 @@ _DELIVERY = (
         Mailing.meta,
         Survey.workspace_id,
         Token.code,
-        Contact.id.label("contact_id"),
-        Contact.email,
-        Contact.mobile,
-        Contact.uid,
-        Contact.anonymous,
+        *_CONTACT,
     )
     .select_from(Delivery)
     .join(Mailing, Mailing.id == Delivery.mailing_id)
