@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import tempfile
 import threading
@@ -31,6 +30,9 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from worker_smtp import Counter, free_port
+
 from invitelink.config import Settings
 from invitelink.db import Database, transaction
 from invitelink.migrate import upgrade_to_head
@@ -38,21 +40,6 @@ from invitelink.models import Contact, Mailing, WebhookEndpoint, WebhookMessage,
 from invitelink.services import accounts, surveys
 from invitelink.services.mailings import send_to_contacts
 from invitelink.worker.runner import Worker
-
-
-class Counter:
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def handle_DATA(self, _server: Any, _session: Any, _envelope: Any) -> str:
-        self.count += 1
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def slow_endpoint(delay: float) -> tuple[ThreadingHTTPServer, list[int]]:
