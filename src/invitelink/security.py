@@ -6,6 +6,9 @@ import hashlib
 import hmac
 import secrets
 import string
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -45,16 +48,57 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+class PasswordWorkBusy(Exception):
+    """Every argon2 slot of the process stayed taken for the whole wait: answered 503 with Retry-After."""
+
+    retry_after = 2
+    message = "the server is busy checking passwords; try again in a moment"
+
+
+class _PasswordWork:
+    def __init__(self, slots: int, wait_seconds: float) -> None:
+        self.semaphore = threading.BoundedSemaphore(slots)
+        self.wait_seconds = wait_seconds
+
+
+# Each argon2id run holds 64 MiB (the library's memory cost) while it runs: unbounded, 40 logins at once took one
+# process's peak from 180 MiB to 1.3 GiB (bench/login_memory.py). create_app sets this from the settings; the CLI
+# keeps the default.
+_work = _PasswordWork(slots=4, wait_seconds=2.0)
+
+
+def limit_password_work(slots: int, wait_seconds: float) -> None:
+    """At most ``slots`` hashes and verifications at once in this process; a caller waits up to ``wait_seconds``
+    for a slot, then gets PasswordWorkBusy. Calls already running keep the slots they hold."""
+    global _work
+    _work = _PasswordWork(slots, wait_seconds)
+
+
+@contextmanager
+def password_slot() -> Iterator[None]:
+    """Hold one argon2 slot of the process (PasswordWorkBusy if none comes free within the wait)."""
+    work = _work  # the one a slot is taken from is the one it is given back to, even if replaced meanwhile
+    if not work.semaphore.acquire(timeout=work.wait_seconds):
+        raise PasswordWorkBusy(PasswordWorkBusy.message)
+    try:
+        yield
+    finally:
+        work.semaphore.release()
+
+
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with password_slot():
+        return _hasher.hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
-    """Constant-work check: an unknown user still costs one argon2 verification."""
-    try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+    """Constant-work check: an unknown user still costs one argon2 verification. Blocks for a slot (see
+    ``limit_password_work``); run it in a thread."""
+    with password_slot():
+        try:
+            return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
 
 
 def sign(key: bytes, message: str) -> str:

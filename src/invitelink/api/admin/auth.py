@@ -1,23 +1,44 @@
-"""Login (OAuth2 password flow, used by Swagger UI's Authorize button), logout, who am I."""
+"""Login (OAuth2 password flow, used by Swagger UI's Authorize button), logout, who am I.
+
+The login is throttled before any password is checked: failed logins are counted per account (the e-mail as
+typed, normalised) and per client address (``request.client.host``: behind a reverse proxy, the address uvicorn
+takes from X-Forwarded-For when the proxy is among FORWARDED_ALLOW_IPS). A login counts as failed from the start
+and is given back when it succeeds (or never got to the check), so concurrent guesses cannot overtake the count.
+Unknown and known e-mails are counted, checked and answered alike.
+
+Lockout: an attacker who sends wrong passwords for someone's e-mail fills that account's window and would lock
+its owner out for the window's length. So an address from which the account logged in successfully within
+KNOWN_ADDRESS_SECONDS keeps its way in past a full account window (only its address limit applies): the owner at
+the office or at home is not locked out, a guesser elsewhere is. What this costs: a guesser who shares an address
+with the owner (the same NAT) gets the address limit instead of the account limit."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordRequestForm
 
 from invitelink.api.admin.deps import CurrentPrincipal, Db
-from invitelink.api.admin.errors import AdminRoute
+from invitelink.api.admin.errors import AdminRoute, render
 from invitelink.api.admin.schemas import MeOut, TokenOut, UserOut, WorkspaceOut
-from invitelink.api.deps import SettingsDep
-from invitelink.services import accounts
-from invitelink.services.errors import InvalidInput
+from invitelink.api.deps import DatabaseDep, SettingsDep
+from invitelink.api.errors import family_route
+from invitelink.rate_limits import RateLimits, RateLimitsDep
+from invitelink.security import verify_password
+from invitelink.services import accounts, logins
+from invitelink.services.errors import InvalidInput, RateLimited, Unauthorized
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=AdminRoute)
+# The login is no unit of work: the password check must not hold a transaction (services/logins.py says why).
+LoginRoute = family_route(render, validation_status=422)
 SCOPE_WORKSPACE = re.compile(r"^workspace:(\d{1,18})$")
+KNOWN_ADDRESS = "login-known-address"
+KNOWN_ADDRESS_SECONDS = 30 * 86_400
 
 
 def _workspace_from_scopes(scopes: list[str]) -> int | None:
@@ -30,23 +51,92 @@ def _workspace_from_scopes(scopes: list[str]) -> int | None:
     return None
 
 
-@router.post(
+@dataclass(frozen=True)
+class Attempt:
+    """A login counted as failed in advance, under the address and (unless let past a full window) the account."""
+
+    limits: RateLimits
+    account: str
+    address: str
+    account_counted: bool
+
+    async def give_back(self) -> None:
+        """It did not fail after all (it succeeded, or never got to the password check)."""
+        await self.limits.give_back(self.limits.rules.login_address, self.address)
+        if self.account_counted:
+            await self.limits.give_back(self.limits.rules.login_account, self.account)
+
+
+def _pair(account: str, address: str) -> str:
+    return f"{account}\n{address}"
+
+
+async def _admit(limits: RateLimits, account: str, address: str) -> Attempt:
+    """Count the attempt, or refuse it (RateLimited, 429) before any argon2 work. The address first: an attempt
+    refused for its account still counts against its address, so hammering a locked account costs its sender."""
+    await limits.hit(limits.rules.login_address, address)
+    try:
+        await limits.hit(limits.rules.login_account, account)
+    except RateLimited:
+        if await limits.remembered(KNOWN_ADDRESS, _pair(account, address)):
+            return Attempt(limits, account, address, account_counted=False)
+        raise
+    return Attempt(limits, account, address, account_counted=True)
+
+
+async def login(
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    database: DatabaseDep,
+    settings: SettingsDep,
+    limits: RateLimitsDep,
+) -> TokenOut:
+    ttl = timedelta(hours=settings.admin_session_hours)
+    workspace_id = _workspace_from_scopes(form.scopes)
+    account = accounts.normalize_email(form.username)
+    address = request.client.host if request.client else "unknown"
+    attempt = await _admit(limits, account, address)
+    try:
+        found = await database.read(logins.account_of, account)
+        # In a thread, outside any transaction; waits for an argon2 slot (security.limit_password_work), else
+        # PasswordWorkBusy, a 503 with Retry-After (app.py).
+        verified = await run_in_threadpool(verify_password, found.password_hash if found else None, form.password)
+    except Exception:
+        await attempt.give_back()
+        raise
+    if found is None or not verified:
+        raise Unauthorized(logins.INCORRECT)
+    await attempt.give_back()
+    await limits.remember(KNOWN_ADDRESS, _pair(account, address), KNOWN_ADDRESS_SECONDS)
+    opened = await database.write(logins.open_session, found.user_id, workspace_id, ttl)
+    return TokenOut(
+        access_token=opened.token,
+        expires_in=int(ttl.total_seconds()),
+        workspace_id=opened.workspace_id,
+        role=opened.role,
+    )
+
+
+router.add_api_route(
     "/token",
+    login,
+    methods=["POST"],
     response_model=TokenOut,
     summary="Log in with e-mail and password",
     description="OAuth2 password flow: `username` is the e-mail. Optional scope `workspace:<id>` picks the "
-    "workspace; by default the first one the account belongs to. The token is shown once.",
-    responses={401: {"description": "Wrong e-mail or password"}},
+    "workspace; by default the first one the account belongs to. The token is shown once.\n\n"
+    "Failed logins are limited per account and per client address (by default 10 and 50 in 15 minutes; README, "
+    '"Rate limits"): over a limit the answer is 429 `{"detail": "too many failed logins; try again later"}` with '
+    "`Retry-After`, for known and unknown e-mails alike. An address the account logged in from successfully in the "
+    "last 30 days is not held up by the account's limit. 503 with `Retry-After` when the server is busy checking "
+    "other passwords.",
+    responses={
+        401: {"description": "Wrong e-mail or password"},
+        429: {"description": "Too many failed logins for this account or from this address (Retry-After)"},
+        503: {"description": "Too many password checks at once (Retry-After)"},
+    },
+    route_class_override=LoginRoute,
 )
-def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    db: Db,
-    settings: SettingsDep,
-) -> TokenOut:
-    ttl = timedelta(hours=settings.admin_session_hours)
-    token, row = accounts.login(db, form.username, form.password, _workspace_from_scopes(form.scopes), ttl)
-    role = next(r for w, r in accounts.list_workspaces(db, row.user_id) if w.id == row.workspace_id)
-    return TokenOut(access_token=token, expires_in=int(ttl.total_seconds()), workspace_id=row.workspace_id, role=role)
 
 
 @router.post("/logout", status_code=204, summary="Log out (revoke this token)")

@@ -37,11 +37,20 @@ class CallError(Exception):
 
 
 def call_link_function(
-    session: Session, project: str, key: str, public_url: str, features: Features | DomainError
+    session: Session,
+    project: str,
+    key: str,
+    public_url: str,
+    features: Features | DomainError,
+    send_mail_limited: bool = False,
 ) -> dict[str, Any] | AccessInfo:
     """Resolve ``key`` and, for create_link and send_mail, run the function: its ok body. For a status function,
     the access (the route reads it on the read engine). One job on the hot path: on SQLite the single writer is
     the bottleneck, and a second job for the key lookup would cost another hop to it.
+
+    ``send_mail_limited``: a send_mail call is counted against its key's flood limit before it runs, so a valid
+    send_mail call returns its access here (the route counts it, then runs ``call_send_mail``); a call that would be
+    refused anyway (no or bad identification) is refused here, uncounted.
 
     ``features`` is the identification parsed before the writer, or the error parsing it gave."""
     access = api_accesses.resolve(session, project, key)
@@ -50,8 +59,20 @@ def call_link_function(
     try:
         if isinstance(features, DomainError):
             raise features
+        if access.function == "send_mail" and send_mail_limited:
+            if not features.given():
+                raise InvalidInput(MISSING_IDENTIFICATION)
+            return access
         handler = create_link if access.function == "create_link" else send_mail
         return handler(session, public_url, access, features)
+    except DomainError as exc:
+        raise CallError(access.function, exc) from exc
+
+
+def call_send_mail(session: Session, access: AccessInfo, public_url: str, features: Features) -> dict[str, Any]:
+    """send_mail for an access resolved (and its call counted) before: its ok body."""
+    try:
+        return send_mail(session, public_url, access, features)
     except DomainError as exc:
         raise CallError(access.function, exc) from exc
 

@@ -12,8 +12,9 @@ from invitelink.db import Database
 from invitelink.families.participation.pages import NOT_FOUND_PAGE, UNAVAILABLE_PAGE, page
 from invitelink.families.participation.routes import open_link
 from invitelink.families.sosci import calls, wire
+from invitelink.rate_limits import RateLimits
 from invitelink.services.api_accesses import INVALID_KEY, AccessInfo
-from invitelink.services.errors import DomainError, NotFound
+from invitelink.services.errors import DomainError, NotFound, RateLimited
 from invitelink.services.identity import Features
 from invitelink.services.surveys import PROJECT_PATTERN, RESERVED_PROJECTS
 
@@ -36,6 +37,9 @@ DOC = """One URL per survey project, as SoSci Survey has it.
   form body or a JSON body; other fields are ignored, whatever their type. Errors: `{"result": "error",
   "error": "…", …}` (link functions add `"url": null`, `serial_status` the `code`, `address_status` the four
   search parameters) with 400 (bad request), 404 (unknown key, not found) or 405 (another method).
+* `send_mail` is limited per API key (flood protection; by default 200 calls a minute and 2,000 an hour, README
+  "Rate limits"): over it, 429 with `Retry-After` (seconds) and the link functions' error body,
+  `{"result": "error", "error": "flood protection: …", "url": null}`. `create_link` is not limited.
 * `address_status` lists each mailing attempted or queued for the contact as `M{id}`. `sendTime` (`YYYY-MM-DD`,
   UTC) is the day the message was sent; for a message not sent it is the day it is or was due: when it is
   queued, the day it will go out; when it was skipped (no address for the channel, an unsubscribed address) or
@@ -51,11 +55,16 @@ DOC = """One URL per survey project, as SoSci Survey has it.
 * A database that cannot serve gives 503 with `Retry-After` (the error body, or a page for participant links)."""
 
 
-async def call_api(database: Database, public_url: str, project: str, key: str, params: dict[str, str]) -> Response:
-    """Resolve the key and run its function; errors are the function's error bodies with 400 or 404.
+async def call_api(
+    database: Database, limits: RateLimits, public_url: str, project: str, key: str, params: dict[str, str]
+) -> Response:
+    """Resolve the key and run its function; errors are the function's error bodies with 400, 404 or 429.
 
     Link functions run as one job through the write seam's hot path (group commit), the key lookup included.
-    Status functions only read, on the read engine, in parallel."""
+    Status functions only read, on the read engine, in parallel. send_mail, when its flood limit is on, takes two
+    jobs: the key is resolved, the call counted against the key's limit (rate_limits: Redis when configured, so the
+    limit holds across instances), then the contact, link and mail are written. Counting runs between the jobs
+    because it may wait on Redis, which must never happen inside the single writer."""
     # Parsed here, outside the single SQLite writer; an error is reported once the key (and so the function
     # whose error body to use) is known.
     features: Features | DomainError
@@ -63,10 +72,17 @@ async def call_api(database: Database, public_url: str, project: str, key: str, 
         features = Features.parse(params.get("email"), params.get("mobile"), params.get("uid"))
     except DomainError as exc:
         features = exc
+    limited = limits.rules.send_mail_minute is not None or limits.rules.send_mail_hour is not None
     try:
-        outcome = await database.write_hot(calls.call_link_function, project, key, public_url, features)
+        outcome = await database.write_hot(calls.call_link_function, project, key, public_url, features, limited)
+        if isinstance(outcome, AccessInfo) and outcome.function == "send_mail" and isinstance(features, Features):
+            access = str(outcome.id)
+            await limits.hit_all((limits.rules.send_mail_minute, access), (limits.rules.send_mail_hour, access))
+            outcome = await database.write_hot(calls.call_send_mail, outcome, public_url, features)
     except calls.CallError as exc:
         return wire.error(exc.function, exc.error, params)
+    except RateLimited as exc:
+        return wire.error("send_mail", exc, params)
     except DomainError as exc:  # unknown or revoked key
         return wire.error(None, exc, params)
     if not isinstance(outcome, AccessInfo):
@@ -102,7 +118,8 @@ async def project_root(project: str, request: Request, database: DatabaseDep, se
         return wire.error(None, NotFound(INVALID_KEY), params) if params.get("act") else page(404, *NOT_FOUND_PAGE)
     try:
         if params.get("act"):
-            return await call_api(database, settings.public_url, project, params["act"], params)
+            limits: RateLimits = request.app.state.rate_limits
+            return await call_api(database, limits, settings.public_url, project, params["act"], params)
         if params.get("d"):
             return await open_link(request, database, project, params["d"], "personal")
         if params.get("s"):

@@ -9,7 +9,7 @@ from fastapi import Response
 from fastapi.responses import JSONResponse
 
 from invitelink.api.errors import Renderer
-from invitelink.services.errors import DomainError, NotFound
+from invitelink.services.errors import DomainError, NotFound, RateLimited
 
 ECHOED = ("serial", "email", "mobile", "uid")
 
@@ -27,6 +27,14 @@ def error_body(function: str | None, message: str, params: dict[str, str]) -> di
 
 
 def error(function: str | None, exc: DomainError, params: dict[str, str]) -> JSONResponse:
+    """The function's error body: 404 for not found, 429 with Retry-After for send_mail's flood limit (the
+    link functions' shape, ``url: null``), 400 for anything else."""
+    if isinstance(exc, RateLimited):
+        return JSONResponse(
+            error_body(function, exc.message, params),
+            status_code=429,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     status = 404 if isinstance(exc, NotFound) else 400
     return JSONResponse(error_body(function, exc.message, params), status_code=status)
 

@@ -15,8 +15,9 @@ from invitelink.config import Settings
 from invitelink.db import Database
 from invitelink.families.participation.pages import END_PAGES, INCOMPLETE_PAGE, NO_STORE, NOT_FOUND_PAGE, page
 from invitelink.families.supply import calls, entry
-from invitelink.families.supply.rate_limit import RateLimiter
+from invitelink.rate_limits import RateLimits
 from invitelink.security import digest
+from invitelink.services import idempotency
 from invitelink.services.errors import DomainError, NotFound
 
 ENVIRONMENTS = ("sandbox", "production")
@@ -48,17 +49,26 @@ router = APIRouter(route_class=family_route(render_error))
 
 async def _call(request: Request, database: Database, settings: Settings, environment: str, endpoint: str) -> Response:
     key = bearer(request)
-    if key is not None:
-        limiter: RateLimiter = request.app.state.supply_limiter
-        limiter.check(digest(key))
     body = json_object(await request.body())
+    # The rate limit counts only keys that are valid: anything else is a 401 here and leaves no state behind, so
+    # random bearer values cannot fill the limiter.
+    await database.read(calls.authenticate, key, environment)
+    assert key is not None  # authenticate refused a missing key
+    keyed = await idempotency_key(request) if endpoint in calls.WRITES else None
+    if keyed is not None:
+        # A replay is not a new call: answered before the limit counts it. (The write looks again, in its own
+        # transaction, for a first call that commits meanwhile; the credential is the one call_write records.)
+        credential = idempotency.credential_of(f"supplier-key:{key}")
+        if (stored := await database.read(idempotency.replay, credential, keyed)) is not None:
+            return replayed(stored)
+    limits: RateLimits = request.app.state.rate_limits
+    await limits.hit(limits.rules.supply, digest(key))
     if endpoint == "generate_survey_url":
         data = await database.read(
             calls.call_generate_survey_url, key, environment, body, settings.public_url, settings.server_secret
         )
         return JSONResponse({"status": "success", "message": "Survey link generated successfully", "data": data})
     if endpoint in calls.WRITES:
-        keyed = await idempotency_key(request)
         answer = await database.write(calls.call_write, key, environment, endpoint, body, keyed)
         return replayed(answer) if answer.replayed else JSONResponse(answer.body, status_code=answer.status_code)
     data = await database.read(calls.call, key, environment, endpoint, body)
