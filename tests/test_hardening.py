@@ -17,6 +17,7 @@ from invitelink.db import Database
 from invitelink.models import Contact, Delivery
 from invitelink.worker.runner import Worker
 from tests.conftest import Admin, MakeSurvey
+from tests.invites import join
 from tests.smtp_server import RecordingHandler, SmtpSink
 from tests.test_worker import seed, smtp_settings, statuses
 
@@ -146,9 +147,8 @@ def test_null_where_a_value_is_needed_and_re_adding_a_member_are_client_errors(
     # Fields whose stored value may be empty still take null.
     cleared = client.patch(f"/admin/v1/surveys/{survey['id']}", json={"industry_id": None, "ir": None}, headers=h)
     assert cleared.status_code == 200, cleared.text
-    member = {"email": "m@example.org", "role": "editor", "password": "password123"}
-    assert client.post("/admin/v1/members", json=member, headers=h).status_code == 201
-    again = client.post("/admin/v1/members", json={"email": "m@example.org", "role": "editor"}, headers=h)
+    join(client, h, "m@example.org", "editor")
+    again = client.post("/admin/v1/invitations", json={"email": "m@example.org", "role": "editor"}, headers=h)
     assert again.status_code == 409 and "already a member" in again.json()["detail"]
 
 

@@ -18,7 +18,6 @@ from invitelink.services.errors import (
     NotFound,
     Unauthorized,
     get_owned,
-    save_or_conflict,
 )
 from invitelink.services.identity import normalize_email as valid_email
 from invitelink.services.pagination import Page, page_of
@@ -56,26 +55,13 @@ def create_workspace(session: Session, name: str, owner: User) -> Workspace:
     return workspace
 
 
-def get_or_create_user(session: Session, email: str, password: str | None) -> User:
-    email = normalize_email(email)
-    user = session.scalar(select(User).where(User.email == email))
-    if user is not None:
-        return user
-    if not password:
-        raise NotFound(f"no account for {email}: give a password to create one", field="email")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(f"password must have at least {MIN_PASSWORD_LENGTH} characters", field="password")
-    user = User(email=email, password_hash=hash_password(password))
-    session.add(user)
-    session.flush()
-    return user
-
-
 def create_admin(
     session: Session, email: str, password: str, workspace_name: str, *, add_workspace: bool = True
 ) -> tuple[Workspace, User]:
     """An owner account in a new workspace (CLI ``create-admin``). An existing account gets another workspace only
-    when ``add_workspace`` and its own password are given; it keeps that password."""
+    when ``add_workspace`` and its own password are given; it keeps that password. This is the operator's action on
+    the server; through the API an account joins a workspace only by accepting an invitation
+    (``services/invitations.py``)."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"password must have at least {MIN_PASSWORD_LENGTH} characters", field="password")
     address = valid_email(email)
@@ -84,7 +70,10 @@ def create_admin(
         raise Conflict(f"an account {user.email} exists: pass --add-workspace to give it another workspace")
     if user is not None and not verify_password(user.password_hash, password):
         raise Conflict(f"{user.email} exists with another password")
-    user = user or get_or_create_user(session, email, password)
+    if user is None:
+        user = User(email=address, password_hash=hash_password(password))
+        session.add(user)
+        session.flush()
     return create_workspace(session, workspace_name, user), user
 
 
@@ -168,7 +157,8 @@ def _owners(session: Session, workspace_id: int) -> int:
     )
 
 
-def _check_grant(principal: Principal, role: str) -> None:
+def check_grant(principal: Principal, role: str) -> None:
+    """Owners and admins manage members and invitations; only an owner makes (or unmakes) an owner."""
     if not principal.can("admin"):
         raise Forbidden("only owners and admins manage members")
     if role == "owner" and principal.role != "owner":
@@ -179,21 +169,11 @@ def get_member(session: Session, principal: Principal, member_id: int) -> Member
     return get_owned(session, Membership, member_id, "member not found", workspace_id=principal.workspace_id)
 
 
-def add_member(session: Session, principal: Principal, email: str, role: str, password: str | None) -> Membership:
-    """Add a user (created when ``password`` is given) to the principal's workspace."""
-    _check_grant(principal, role)
-    user = get_or_create_user(session, email, password)
-    member = Membership(workspace_id=principal.workspace_id, user_id=user.id, role=role)
-    # In a savepoint: a failed flush outside one would leave the request's session unusable (a 500 at commit).
-    save_or_conflict(session, member, f"{user.email} is already a member of this workspace", field="email")
-    return member
-
-
 def change_role(session: Session, principal: Principal, member_id: int, role: str) -> Membership:
     member = get_member(session, principal, member_id)
-    _check_grant(principal, role)
+    check_grant(principal, role)
     if member.role == "owner":
-        _check_grant(principal, "owner")
+        check_grant(principal, "owner")
         if role != "owner" and _owners(session, principal.workspace_id) <= 1:
             raise Conflict("a workspace keeps at least one owner")
     member.role = role
@@ -203,7 +183,7 @@ def change_role(session: Session, principal: Principal, member_id: int, role: st
 
 def remove_member(session: Session, principal: Principal, member_id: int) -> None:
     member = get_member(session, principal, member_id)
-    _check_grant(principal, member.role)
+    check_grant(principal, member.role)
     if member.role == "owner" and _owners(session, principal.workspace_id) <= 1:
         raise Conflict("a workspace keeps at least one owner")
     session.execute(

@@ -9,6 +9,7 @@ from invitelink.api.admin import (
     deliveries,
     errors,
     industries,
+    invitations,
     mailings,
     results,
     serials,
@@ -25,6 +26,7 @@ router = APIRouter(prefix="/admin/v1")
 for module in (
     auth,
     workspaces,
+    invitations,
     industries,
     surveys,
     mailings,
@@ -40,6 +42,7 @@ for module in (
 ):
     router.include_router(module.router)
 router.include_router(suppliers.questions_router)
+router.include_router(invitations.acceptance)
 
 ADMIN = Family(name="admin", prefixes=("/admin/",), routers=(router,), render_error=errors.render)
 

@@ -1,4 +1,4 @@
-"""Workspaces (tenants) and their members."""
+"""Workspaces (tenants) and their members. Members come in by invitation only (api/admin/invitations.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from fastapi import APIRouter, Response
 from invitelink.api.admin.deps import Admin, CurrentPrincipal, Db, Limit
 from invitelink.api.admin.errors import AdminRoute
 from invitelink.api.admin.schemas import (
-    MemberIn,
     MemberOut,
     MemberPatch,
     MyWorkspaceOut,
@@ -70,17 +69,6 @@ def list_members(
 ) -> Page[MemberOut]:
     page = accounts.list_members(db, principal, cursor, limit)
     return Page(items=[MemberOut.model_validate(m) for m in page.items], next_cursor=page.next_cursor)
-
-
-@router.post(
-    "/members",
-    response_model=MemberOut,
-    status_code=201,
-    tags=["members"],
-    summary="Add a member (owners and admins)",
-)
-def add_member(body: MemberIn, db: Db, principal: Admin) -> MemberOut:
-    return MemberOut.model_validate(accounts.add_member(db, principal, body.email, body.role, body.password))
 
 
 @router.patch("/members/{member_id}", response_model=MemberOut, tags=["members"], summary="Change a role")
