@@ -1,4 +1,4 @@
-"""The supplier API (seed 002): every endpoint's whole body against the seed's shapes, every error status, signed
+"""The supplier API (R4I-style): every endpoint's whole body against R4I's documented shapes, every error status, signed
 links and redirects, per-country limits under concurrency, stats from participations, sandbox kept apart."""
 
 from __future__ import annotations

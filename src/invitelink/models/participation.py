@@ -13,6 +13,10 @@ from invitelink.models.base import Base, JsonType, utcnow
 # Ordered by progress; a participation only moves forward (see services/participation.py).
 PARTICIPATION_STATUSES = ("clicked", "started", "completed", "terminated", "quotafull", "security")
 ENVIRONMENTS = ("production", "sandbox")
+# Who set a participation's final status: the participant's browser (end redirect; the questionnaire's callback may
+# still correct it), the authenticated callback, or admission itself (over a country limit). Both of the latter are
+# final.
+OUTCOME_SOURCES = ("browser", "callback", "admission")
 
 
 class Participation(Base):
@@ -26,6 +30,8 @@ class Participation(Base):
             name="status",
         ),
         CheckConstraint("environment IN ('production', 'sandbox')", name="environment"),
+        CheckConstraint("outcome_source IN ('browser', 'callback', 'admission')", name="outcome_source"),
+        CheckConstraint("reported_status IN ('completed')", name="reported_status"),
         Index(None, "survey_id", "status"),
         Index(None, "survey_id", "id"),
         Index(None, "supplier_id", "environment", "survey_id", "status"),
@@ -47,6 +53,11 @@ class Participation(Base):
     # Set when the questionnaire confirmed the completion server to server (callback with the survey's secret),
     # as opposed to a browser reaching the end redirect: R4I's "verified".
     verified_at: Mapped[datetime | None]
+    outcome_source: Mapped[str | None] = mapped_column(String(16))
+    # A completion the browser reported on a survey that trusts only the callback: recorded, not counted, until the
+    # callback confirms it (then status becomes ``completed``) or reports another outcome.
+    reported_status: Mapped[str | None] = mapped_column(String(16))
+    reported_at: Mapped[datetime | None]
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(500))
     response: Mapped[dict[str, Any] | None] = mapped_column(JsonType)

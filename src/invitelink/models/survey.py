@@ -11,6 +11,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from invitelink.models.base import Base, JsonType, utcnow
 
 SURVEY_STATUSES = ("draft", "active", "closed")
+# Who may report a completion: the participant's browser at the end redirect (``browser``), or only the
+# questionnaire's authenticated callback (``callback``; the browser's report waits for it). See docs/status-model.md.
+OUTCOME_VERIFICATIONS = ("browser", "callback")
 
 
 class Industry(Base):
@@ -26,6 +29,7 @@ class Survey(Base):
     __tablename__ = "surveys"
     __table_args__ = (
         CheckConstraint("status IN ('draft', 'active', 'closed')", name="status"),
+        CheckConstraint("outcome_verification IN ('browser', 'callback')", name="outcome_verification"),
         Index(None, "workspace_id", "id"),
         Index(None, "status", "created_at"),
     )
@@ -40,6 +44,8 @@ class Survey(Base):
     status: Mapped[str] = mapped_column(String(16), default="draft")
     questionnaire_url: Mapped[str] = mapped_column(String(2000))
     callback_secret_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    # The server default fills rows stored before the column existed (added in place, see migration 0007).
+    outcome_verification: Mapped[str] = mapped_column(String(16), default="browser", server_default="browser")
     industry_id: Mapped[int | None] = mapped_column(ForeignKey("industries.id", ondelete="SET NULL"))
     segment: Mapped[str | None] = mapped_column(String(16))
     cpi_value: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))

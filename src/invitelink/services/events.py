@@ -27,6 +27,7 @@ from invitelink.models import (
 from invitelink.services.pagination import Page, page_of
 
 FINAL_PARTICIPATION = frozenset({"completed", "terminated", "quotafull", "security"})
+VERIFIED_SOURCES = frozenset({"callback", "admission"})
 
 
 def _contact(row: Any) -> dict[str, Any] | None:
@@ -87,7 +88,7 @@ _PARTICIPATION = (
         Participation.meta,
         Participation.pid,
         Participation.environment,
-        Participation.verified_at,
+        Participation.outcome_source,
         Participation.supplier_id,
         Survey.workspace_id,
         Token.code,
@@ -103,17 +104,24 @@ _PARTICIPATION = (
 )
 
 
-def participation_changed(session: Session, participation_id: int, event_type: str) -> None:
-    """``event_type`` (participation.clicked, …) for a participation whose status or first click just changed."""
+def participation_changed(
+    session: Session, participation_id: int, event_type: str, *, reversed_from: str | None = None
+) -> None:
+    """``event_type`` (participation.clicked, …) for a participation whose status or first click just changed.
+    ``reversed_from``: the final status the questionnaire's callback has just corrected (a browser's outcome)."""
     row = session.execute(_PARTICIPATION.where(Participation.id == participation_id)).one()
-    data = _data(row, participation_id=row.id)
+    # ``source``: who set the final status (browser, callback, admission); null while none is set.
+    data = _data(row, participation_id=row.id, source=row.outcome_source)
+    if reversed_from is not None:
+        data["reversed_from"] = reversed_from
     if row.supplier_id is not None:
         data.update(
             {
                 "supplier_id": row.supplier_public_id,
                 "pid": row.pid,
                 "environment": row.environment,
-                "verified": row.verified_at is not None,
+                # Not the participant's browser's word: the callback set or confirmed it, or admission decided it.
+                "verified": row.outcome_source in VERIFIED_SOURCES,
             }
         )
     event = record(
@@ -125,7 +133,8 @@ def participation_changed(session: Session, participation_id: int, event_type: s
         data=data,
     )
     if row.supplier_id is not None and row.postback_url and row.status in FINAL_PARTICIPATION:
-        # Browser redirects get lost; panel exchanges reconcile from these server-to-server postbacks.
+        # Browser redirects get lost; panel exchanges reconcile from these server-to-server postbacks, a reversal
+        # included (the corrected outcome, with reversed_from).
         session.add(
             WebhookMessage(
                 supplier_id=row.supplier_id,

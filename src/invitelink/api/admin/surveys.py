@@ -41,6 +41,7 @@ def survey_out(survey: Survey) -> dict[str, Any]:
         "pii": survey.pii,
         "description": survey.description,
         "countries": survey.countries,
+        "outcome_verification": survey.outcome_verification,
         "created_at": survey.created_at,
         "updated_at": survey.updated_at,
     }

@@ -39,21 +39,23 @@ def open_link(
 def report_event(session: Session, secret: str, code: str, event: str, response: dict[str, Any] | None) -> str:
     """The questionnaire's authenticated callback; returns the participation's status now."""
     survey = participation.callback_survey(session, secret)
-    return participation.record_event(session, survey, code, event, response, verified=True)
+    return participation.record_event(session, survey, code, event, response, source="callback")
 
 
 @dataclass(frozen=True)
 class EndOutcome:
-    """The status after the end redirect and, for supplier traffic, the supplier's signed redirect."""
+    """What the participant's browser is shown after the end redirect: the page for ``shown`` (the outcome, or the
+    completion the browser reported and the callback has yet to confirm) or, for supplier traffic, the supplier's
+    redirect (signed only for a recorded outcome)."""
 
-    status: str
+    shown: str
     supplier_redirect: str | None
 
 
 def end(session: Session, server_secret: bytes, code: str, status: str) -> EndOutcome:
     """The participant's browser reports the end (NotFound for an unknown token)."""
-    now = participation.record_end(session, code, status)
-    return EndOutcome(now, supplier_redirects.end_redirect(session, server_secret, code))
+    shown = participation.record_end(session, code, status)
+    return EndOutcome(shown, supplier_redirects.end_redirect(session, server_secret, code))
 
 
 def unsubscribe_link_valid(session: Session, server_secret: bytes, token: str) -> bool:

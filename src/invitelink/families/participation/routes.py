@@ -68,8 +68,12 @@ class EventOut(BaseModel):
     response_model=EventOut,
     summary="Questionnaire callback: a participant started or ended",
     description="Server to server, with `Authorization: Bearer <survey callback secret>`. Idempotent and "
-    "monotonic: repeating an event, or an earlier one after a later one, changes nothing. Errors: 401 wrong "
-    "secret, 404 unknown token (or a token of another survey), 400 invalid body; body `{ok: false, error}`.",
+    "monotonic: repeating an event, or an earlier one after a later one, changes nothing. The callback's outcome "
+    "is final and verified; it confirms a completion the browser reported at `/survey/end`, and on surveys with "
+    "`outcome_verification: callback` corrects a different outcome that only the browser reported (the new "
+    "status's event carries `reversed_from`). Errors: "
+    "401 wrong secret, 404 unknown token (or a token of another survey), 400 invalid body; body "
+    "`{ok: false, error}`.",
 )
 async def participation_event(
     body: EventIn,
@@ -90,8 +94,12 @@ END_STATUSES = Literal["complete", "terminate", "quotafull", "security"]
 @pages_router.get(
     "/survey/end",
     summary="End redirect: the participant's browser after the questionnaire",
-    description="Records the outcome like the callback (idempotent, monotonic) and shows a closing page. `HEAD` is "
-    "answered like `GET` without the body, the outcome recorded alike.",
+    description="Records the outcome like the callback (idempotent, monotonic) and shows a closing page, or sends "
+    "supplier traffic to the supplier's redirect for the outcome, signed (`{hmac}`). On a survey with "
+    "`outcome_verification: callback`, `status=complete` is only a report: the participation stays `started` until "
+    "the questionnaire callback confirms it, and the supplier's success redirect is sent with `{hmac}` empty and "
+    "`verified=0` added. An outcome recorded here may be corrected by the callback. `HEAD` is answered like `GET` "
+    "without the body, the outcome recorded alike.",
     response_class=HTMLResponse,
 )
 async def survey_end(
@@ -104,10 +112,11 @@ async def survey_end(
         outcome = await database.write(calls.end, settings.server_secret, token.strip().upper(), status)
     except NotFound:
         return page(404, *NOT_FOUND_PAGE)
-    # Supplier traffic goes back to the supplier, with the outcome's signed redirect.
+    # Supplier traffic goes back to the supplier: the outcome's signed redirect, or for a completion that awaits the
+    # callback's confirmation the success redirect unsigned and marked verified=0.
     if outcome.supplier_redirect is not None:
         return RedirectResponse(outcome.supplier_redirect, status_code=302, headers=NO_STORE)
-    return page(200, *END_PAGES.get(outcome.status, END_PAGES["security"]))
+    return page(200, *END_PAGES.get(outcome.shown, END_PAGES["security"]))
 
 
 # HEAD like GET (uvicorn sends no body for it); not in the schema, where it would repeat GET's operation.

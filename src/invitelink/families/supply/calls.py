@@ -1,4 +1,4 @@
-"""The R4I-style supply API over the shared model: each function returns the ``data`` of the seed's body.
+"""The R4I-style supply API over the shared model: each function returns the ``data`` of R4I's documented body.
 
 The caller (one supplier key, so one supplier and one environment) only ever sees its own allocations,
 panelists and participations; sandbox and production never mix.
@@ -85,7 +85,7 @@ def page_params(body: dict[str, Any]) -> tuple[int, int]:
 
 
 def check_supplier(caller: Caller, body: dict[str, Any]) -> None:
-    """``supplier_id`` is required where the seed has it, and must be the key's own."""
+    """``supplier_id`` is required where R4I's API has it, and must be the key's own."""
     supplier_id = text_param(body, "supplier_id", required=True, limit=32)
     if supplier_id.upper() != caller.supplier.public_id:
         raise Forbidden("supplier_id does not belong to this API key")
@@ -217,7 +217,7 @@ def survey_by_date(session: Session, caller: Caller, body: dict[str, Any]) -> di
     limits = limits_of(session, ids)
     items = []
     for allocation, survey, industry in _rows(session, ids):
-        # The seed's by-date shape: CPI as "USD 6", countries as one string, and the date asked for.
+        # R4I's by-date shape: CPI as "USD 6", countries as one string, and the date asked for.
         item = _item(allocation, survey, industry, limits[allocation.id])
         description = item.pop("description")
         item.update(

@@ -1,6 +1,11 @@
 """Supplier traffic coming in: signed survey links (``sid`` + ``security_code``) and admission at
 /survey/letdosurvey with per-country limits. The signed redirects back to the supplier are a shared service
-(services/supplier_redirects.py), since the end redirect of every participant uses them too."""
+(services/supplier_redirects.py), since the end redirect of every participant uses them too.
+
+The security code covers the survey and the supplier only: one link per survey is handed out with ``[%%pid%%]`` for
+the supplier to fill in, so the PID cannot be signed, and whoever holds a link can type any PID into it. A PID the
+supplier registered (``add_participant``, authenticated) brings its country; one it did not gets no place that a
+country limit would refuse (see ``_unregistered_has_room``)."""
 
 from __future__ import annotations
 
@@ -107,6 +112,38 @@ def _admitted(session: Session, survey_id: int, supplier_id: int, environment: s
     )
 
 
+def _unregistered_has_room(
+    session: Session, allocation_id: int, survey_id: int, supplier_id: int, environment: str
+) -> bool:
+    """Room for an entrant whose PID the supplier never registered. It may be from any limited country, so it is
+    admitted only while every one of them still has a free place, and entrants without a known country together
+    never hold more places than the limits add up to. Without limits, there is nothing to skip."""
+    stmt = select(Quota.country, Quota.limit).where(Quota.allocation_id == allocation_id).order_by(Quota.id)
+    if session.get_bind().dialect.name == "postgresql":
+        # Every limit row, in id order: an entrant of one country locks only its own row, so no cycle can form.
+        stmt = stmt.with_for_update()
+    limits: dict[str, int] = {country.lower(): limit for country, limit in session.execute(stmt).all()}
+    if not limits:
+        return True
+    held: dict[str | None, int] = {
+        country: int(count)
+        for country, count in session.execute(
+            select(func.lower(Participation.country), func.count())
+            .where(
+                Participation.survey_id == survey_id,
+                Participation.supplier_id == supplier_id,
+                Participation.environment == environment,
+                Participation.status.in_(COUNTED),
+            )
+            .group_by(func.lower(Participation.country))
+        ).all()
+    }
+    if any(held.get(country, 0) >= limit for country, limit in limits.items()):
+        return False
+    in_limited = sum(held.get(country, 0) for country in limits)
+    return in_limited + held.get(None, 0) < sum(limits.values())
+
+
 def _record(
     session: Session,
     survey: Survey,
@@ -125,6 +162,8 @@ def _record(
         pid=pid,
         country=country,
         status=status,
+        # Refused at admission (over a limit): the service decided, not a browser, so no callback reverses it.
+        outcome_source=None if status == "clicked" else "admission",
     )
     try:
         with session.begin_nested():
@@ -180,18 +219,27 @@ def enter(
         return _supplier_redirect(server_secret, supplier, "security_check", pid)
     existing = _participation_for(session, survey.id, supplier.id, environment, pid)
     if existing is not None:
+        # After the end (or a completion reported and awaiting the callback), back to the supplier with the same
+        # redirect the end gave.
         if existing.status in OUTCOME_REDIRECT:
             return _supplier_redirect(server_secret, supplier, OUTCOME_REDIRECT[existing.status], pid)
+        if existing.reported_status is not None:
+            url = supplier_redirects.outcome_redirect(server_secret, supplier, existing)
+            return Outcome(url=url) if url is not None else Outcome(page=existing.reported_status)
         return Outcome(url=questionnaire_redirect(survey.questionnaire_url, _click(session, existing, ip, user_agent)))
     if survey.status != "active" or allocation.status != "active":
         return _supplier_redirect(server_secret, supplier, "quotafull", pid)
-    country = session.scalar(
+    registered = session.execute(
         select(Panelist.country).where(
             Panelist.supplier_id == supplier.id, Panelist.environment == environment, Panelist.pid == pid
         )
-    )
-    country = country or None
-    if country:
+    ).first()
+    country = (registered.country or None) if registered is not None else None
+    if registered is None:
+        if not _unregistered_has_room(session, allocation.id, survey.id, supplier.id, environment):
+            _click(session, _record(session, survey, supplier, environment, pid, None, "quotafull"), ip, user_agent)
+            return _supplier_redirect(server_secret, supplier, "quotafull", pid)
+    elif country:
         quota = _lock_quota(session, allocation.id, country)
         if quota is not None and _admitted(session, survey.id, supplier.id, environment, country) >= quota.limit:
             _click(session, _record(session, survey, supplier, environment, pid, country, "quotafull"), ip, user_agent)
