@@ -146,11 +146,17 @@ def test_4xx_is_retried_with_backoff_and_5xx_fails(
     assert sorted(m["To"] for m in sink.messages) == ["P0 <ok@example.org>", "P1 <later@example.org>"]
 
 
-def test_smtp_down_is_a_retry_not_a_failure(arun: Any, settings: Settings, database: Database) -> None:
+def test_smtp_down_keeps_the_delivery_queued_without_using_an_attempt(
+    arun: Any, settings: Settings, database: Database
+) -> None:
     seed(database, ["ann@example.org"])
     down = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": free_port(), "smtp_starttls": False})
     arun(Worker(down, database).run_once())
-    assert statuses(database) == {"ann@example.org": "queued"}
+    with database.read_sessions() as session:
+        delivery = session.scalar(select(Delivery))
+        assert delivery is not None
+        # Given back untried (tests/test_smtp_outage.py: the pause, the probes, the log lines).
+        assert (delivery.status, delivery.attempts, delivery.locked_until) == ("queued", 0, None)
 
 
 def test_draft_and_closed_surveys_hold_their_deliveries(arun: Any, settings: Settings, database: Database) -> None:
@@ -234,16 +240,16 @@ def test_release_gives_unsent_jobs_back_without_costing_an_attempt(
 def test_reminders_go_to_those_who_have_not_completed(
     arun: Any, settings: Settings, database: Database, sink: SmtpSink
 ) -> None:
-    seed(database, ["done@example.org", "pending@example.org"])
+    seed(database, ["done@example.org", "pending@example.org", "reported@example.org"])
     with transaction(database.sessions) as session:
         session.execute(update(Mailing).values(reminder_days=3))
     worker = Worker(smtp_settings(settings, sink), database)
-    assert arun(worker.run_once()) == 2
+    assert arun(worker.run_once()) == 3
     with database.read_sessions() as session:
         reminders = session.execute(
             select(Contact.email, Delivery.due_at, Delivery.token_id).join(Contact).where(Delivery.sequence == 1)
         ).all()
-    assert sorted(r.email for r in reminders) == ["done@example.org", "pending@example.org"]
+    assert sorted(r.email for r in reminders) == ["done@example.org", "pending@example.org", "reported@example.org"]
     for reminder in reminders:
         assert timedelta(days=3) - timedelta(minutes=1) < reminder.due_at - utcnow() <= timedelta(days=3)
     assert arun(worker.run_once()) == 0  # not due yet
@@ -251,8 +257,13 @@ def test_reminders_go_to_those_who_have_not_completed(
     with transaction(database.sessions) as session:
         survey_id = session.scalar(select(Mailing.survey_id))
         session.add(Participation(survey_id=survey_id, token_id=done_token, status="completed"))
+        # A completion the browser reported on a survey that waits for the questionnaire's confirmation.
+        reported_token = next(r.token_id for r in reminders if r.email == "reported@example.org")
+        session.add(
+            Participation(survey_id=survey_id, token_id=reported_token, status="started", reported_status="completed")
+        )
         session.execute(update(Delivery).where(Delivery.sequence == 1).values(due_at=utcnow()))
-    assert arun(worker.run_once()) == 1  # the completed participant's reminder is skipped at claim
+    assert arun(worker.run_once()) == 1  # the completed and the reported participants' reminders are skipped
     arun(worker.close())
     reminder_mail = sink.messages[-1]
     assert reminder_mail["To"] == "P1 <pending@example.org>"
@@ -263,7 +274,7 @@ def test_reminders_go_to_those_who_have_not_completed(
             .tuples()
             .all()
         )
-        assert rows == {"done@example.org": "skipped", "pending@example.org": "sent"}
+        assert rows == {"done@example.org": "skipped", "pending@example.org": "sent", "reported@example.org": "skipped"}
         # A reminder does not schedule another one.
         assert session.scalar(select(func.count()).select_from(Delivery).where(Delivery.sequence > 1)) == 0
 

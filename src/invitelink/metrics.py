@@ -2,11 +2,13 @@
 
 Two kinds of figures:
 - per process, counted as requests pass (``access_log.RequestLog``): requests and their latency per API family;
+  and set by the worker embedded in the process (``worker/relay.RELAY_UP``): whether its relay takes mail;
 - shared by every process, read from the database at scrape time (``services/metrics.queue_figures``): deliveries
   and webhook messages by status, webhook attempts, the queue's depth and the age of its oldest due delivery.
 
 With ``invitelink serve --workers N`` the per-process figures use prometheus-client's multiprocess mode
-(``PROMETHEUS_MULTIPROC_DIR``, set by the command), so any worker answering a scrape reports the sum of all of them.
+(``PROMETHEUS_MULTIPROC_DIR``, set by the command), so any worker answering a scrape reports the sum of all of them
+(the relay gauge: the lowest, so one worker that finds its relay down shows).
 """
 
 from __future__ import annotations

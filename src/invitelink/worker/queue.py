@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from invitelink.models import (
@@ -26,9 +26,12 @@ from invitelink.services.deliveries import DELIVERY_COLUMNS
 from invitelink.services.participation import TERMINAL
 from invitelink.services.upsert import rowcount
 
-MAX_ATTEMPTS = 8
-BASE_BACKOFF = timedelta(seconds=30)
+# Temporary failures of one message are retried 1 min, 2, 4, … after each try, then hourly, until the give-up time:
+# RETRY_WINDOW after the first try by default (INVITELINK_DELIVERY_RETRY_HOURS). MTAs keep a message 4-5 days
+# (RFC 5321 4.5.4.1); an invitation is stale sooner, and an outage of the relay itself costs none of this.
+BASE_BACKOFF = timedelta(minutes=1)
 MAX_BACKOFF = timedelta(hours=1)
+RETRY_WINDOW = timedelta(hours=72)
 
 
 @dataclass(frozen=True)
@@ -55,30 +58,58 @@ class Job:
 
 
 def backoff(attempts: int) -> timedelta:
-    """30 s, 60 s, 120 s, … capped at one hour."""
+    """The wait after the ``attempts``-th try: 1 min, 2 min, 4 min, … capped at one hour."""
+    if attempts > 12:  # 2**11 minutes is far past the cap: no need to build huge intervals
+        return MAX_BACKOFF
     delay: timedelta = BASE_BACKOFF * (2 ** max(attempts - 1, 0))
     return min(delay, MAX_BACKOFF)
 
 
-def claim(session: Session, worker_id: str, batch: int, lease: timedelta) -> list[Job]:
-    """Lease up to ``batch`` due deliveries of active surveys; expired leases count as due again.
+def retry_delay(attempts: int, window: timedelta = RETRY_WINDOW) -> timedelta | None:
+    """How long after the ``attempts``-th try (which failed for a temporary reason) to try again; None: give up.
+
+    The give-up time is ``window`` after the first try, and it is read from the attempt count rather than a
+    timestamp: every retry waits at least its backoff (it is not due before), so the schedule's time of this try is
+    the least time since the first one. A worker that falls behind, or a relay outage (which gives deliveries back
+    without counting the try), only stretches the real time, so mail is retried for at least ``window``. The next
+    try is never scheduled past the give-up time: the last one falls on it, and when that one fails too the delivery
+    fails. A requeue (``attempts`` = 0) starts a fresh window."""
+    elapsed = timedelta(0)
+    for tried in range(1, attempts):
+        elapsed += backoff(tried)
+        if elapsed >= window:
+            return None
+    return min(backoff(attempts), window - elapsed)
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """What a worker may claim now: queued and due, or left sending by a worker whose lease ran out."""
+    return or_(
+        and_(Delivery.status == "queued", Delivery.due_at <= now),
+        and_(Delivery.status == "sending", Delivery.locked_until < now),
+    )
+
+
+def claim(
+    session: Session, worker_id: str, batch: int, lease: timedelta, channels: Collection[str] | None = None
+) -> list[Job]:
+    """Lease up to ``batch`` due deliveries of active surveys (of ``channels`` only, when given: a channel whose
+    relay is down is not claimed); expired leases count as due again.
 
     PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent workers take disjoint rows. SQLite: the transaction
     began IMMEDIATE and holds the only write lock, which gives the same guarantee.
     """
     now = utcnow()
-    due = or_(
-        and_(Delivery.status == "queued", Delivery.due_at <= now),
-        and_(Delivery.status == "sending", Delivery.locked_until < now),
-    )
     stmt = (
         select(Delivery.id)
         .join(Mailing, Mailing.id == Delivery.mailing_id)
         .join(Survey, Survey.id == Mailing.survey_id)
-        .where(due, Survey.status == "active")  # draft and closed surveys hold their deliveries
+        .where(_due(now), Survey.status == "active")  # draft and closed surveys hold their deliveries
         .order_by(Delivery.due_at, Delivery.id)
         .limit(batch)
     )
+    if channels is not None:
+        stmt = stmt.where(Delivery.channel.in_(list(channels)))
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(of=Delivery, skip_locked=True)
     ids = list(session.scalars(stmt))
@@ -90,7 +121,9 @@ def claim(session: Session, worker_id: str, batch: int, lease: timedelta) -> lis
         .values(status="sending", locked_until=now + lease, locked_by=worker_id, attempts=Delivery.attempts + 1)
     )
     rows = session.execute(
-        select(Delivery, Contact, Mailing, Survey, Workspace, Token, Participation.status)
+        select(
+            Delivery, Contact, Mailing, Survey, Workspace, Token, Participation.status, Participation.reported_status
+        )
         .join(Contact, Contact.id == Delivery.contact_id)
         .join(Mailing, Mailing.id == Delivery.mailing_id)
         .join(Survey, Survey.id == Mailing.survey_id)
@@ -100,9 +133,9 @@ def claim(session: Session, worker_id: str, batch: int, lease: timedelta) -> lis
         .where(Delivery.id.in_(ids))
         .order_by(Delivery.due_at, Delivery.id)
     ).all()
-    suppressed = _suppressed(session, [(w.id, c.email) for _d, c, _m, _s, w, _t, _p in rows if c.email])
+    suppressed = _suppressed(session, [(w.id, c.email) for _d, c, _m, _s, w, _t, _p, _r in rows if c.email])
     jobs = []
-    for delivery, contact, mailing, survey, workspace, token, participation_status in rows:
+    for delivery, contact, mailing, survey, workspace, token, participation_status, reported in rows:
         to = contact.email if delivery.channel == "email" else contact.mobile
         skip = None
         if not to:
@@ -111,6 +144,9 @@ def claim(session: Session, worker_id: str, batch: int, lease: timedelta) -> lis
             skip = "address suppressed"
         elif delivery.sequence > 0 and participation_status in TERMINAL:
             skip = f"no reminder: participation already {participation_status}"
+        elif delivery.sequence > 0 and reported is not None:
+            # The participant's browser reported the end; only its confirmation by the callback is missing.
+            skip = f"no reminder: participation reported {reported}, awaiting the questionnaire's confirmation"
         if skip is not None:
             delivery.status, delivery.transport_status, delivery.locked_until = "skipped", "none", None
             delivery.last_error = skip
@@ -202,12 +238,21 @@ def mark_failed(session: Session, delivery_id: int, worker_id: str, error: str) 
         events.delivery_changed(session, delivery_id, "delivery.failed")
 
 
-def mark_retry(session: Session, job: Job, worker_id: str, error: str) -> datetime | None:
-    """Queue again after the backoff; after MAX_ATTEMPTS the delivery fails. Returns the next due time."""
-    if job.attempts >= MAX_ATTEMPTS:
-        mark_failed(session, job.delivery_id, worker_id, f"gave up after {job.attempts} attempts: {error}")
+def _hours(window: timedelta) -> str:
+    return f"{window.total_seconds() / 3600:g} h"
+
+
+def mark_retry(
+    session: Session, job: Job, worker_id: str, error: str, window: timedelta = RETRY_WINDOW
+) -> datetime | None:
+    """Queue again after the backoff; at the give-up time the delivery fails (``retry_delay``). Returns the next due
+    time."""
+    delay = retry_delay(job.attempts, window)
+    if delay is None:
+        reason = f"gave up after {_hours(window)} ({job.attempts} attempts); last error: {error}"
+        mark_failed(session, job.delivery_id, worker_id, reason)
         return None
-    due = utcnow() + backoff(job.attempts)
+    due = utcnow() + delay
     session.execute(
         update(Delivery)
         .where(*_mine(job.delivery_id, worker_id))
@@ -226,7 +271,8 @@ def renew(session: Session, delivery_ids: list[int], worker_id: str, lease: time
 
 
 def release(session: Session, delivery_ids: list[int], worker_id: str) -> None:
-    """Give claimed but unsent deliveries back to the queue (graceful shutdown), without costing an attempt."""
+    """Give claimed but unsent deliveries back to the queue (graceful shutdown, a relay that went down), without
+    costing an attempt."""
     if delivery_ids:
         session.execute(
             update(Delivery)
@@ -235,12 +281,33 @@ def release(session: Session, delivery_ids: list[int], worker_id: str) -> None:
         )
 
 
-def record_outcome(session: Session, job: Job, worker_id: str, outcome: str, detail: str) -> None:
+def record_outcome(
+    session: Session, job: Job, worker_id: str, outcome: str, detail: str, window: timedelta = RETRY_WINDOW
+) -> None:
     """What became of a send: ``sent`` (detail: the message id), ``failed`` for good, or anything else for a retry
-    (detail: the error)."""
+    (detail: the error) within ``window`` of the first try."""
     if outcome == "sent":
         mark_sent(session, job, worker_id, detail)
     elif outcome == "failed":
         mark_failed(session, job.delivery_id, worker_id, detail)
     else:
-        mark_retry(session, job, worker_id, detail)
+        mark_retry(session, job, worker_id, detail, window)
+
+
+def waiting(session: Session, channel: str) -> int:
+    """Deliveries of ``channel`` that wait for their relay: due now or in a worker's hands (active surveys only, as
+    ``claim`` takes them). For the worker's outage lines."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .join(Mailing, Mailing.id == Delivery.mailing_id)
+            .join(Survey, Survey.id == Mailing.survey_id)
+            .where(
+                or_(and_(Delivery.status == "queued", Delivery.due_at <= utcnow()), Delivery.status == "sending"),
+                Delivery.channel == channel,
+                Survey.status == "active",
+            )
+        )
+        or 0
+    )

@@ -8,7 +8,9 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 from invitelink.config import Settings
@@ -16,7 +18,14 @@ from invitelink.db import Database
 from invitelink.worker import queue
 from invitelink.worker.messages import build_email, build_sms, message_id
 from invitelink.worker.progress import Progress
-from invitelink.worker.transports import PermanentError, TransientError, make_mailer, make_sms
+from invitelink.worker.relay import PROBE_FIRST_SECONDS, Relay, duration
+from invitelink.worker.transports import (
+    PermanentError,
+    RelayUnavailable,
+    TransientError,
+    make_mailer,
+    make_sms,
+)
 from invitelink.worker.webhooks import WebhookSender
 
 log = logging.getLogger("invitelink.worker")
@@ -33,6 +42,8 @@ class Worker:
         batch: int | None = None,
         lease: timedelta | None = None,
         poll_seconds: float = POLL_SECONDS,
+        probe_first_seconds: float = PROBE_FIRST_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.database = database or Database(settings.database_url, pool_size=2)
@@ -46,13 +57,89 @@ class Worker:
         self.webhooks = WebhookSender(settings, self.database, self.worker_id)
         self.sent = 0
         self.progress = Progress(self.database)
+        self.retry_window = timedelta(hours=settings.delivery_retry_hours)
+        self.relays = {
+            channel: Relay(
+                channel,
+                transport.label,
+                probe_first=probe_first_seconds,
+                probe_max=settings.relay_probe_max_seconds,
+                remind_every=settings.relay_reminder_minutes * 60,
+                clock=clock,
+            )
+            for channel, transport in (("email", self.mailer), ("sms", self.sms))
+        }
 
     async def _record(self, job: queue.Job, outcome: str, detail: str) -> None:
-        await self.database.write(queue.record_outcome, job, self.worker_id, outcome, detail)
+        await self.database.write(queue.record_outcome, job, self.worker_id, outcome, detail, self.retry_window)
         self.progress.count(outcome)
 
-    async def send(self, job: queue.Job) -> None:
-        """Send one job and record the outcome; never raises for a transport's refusal."""
+    async def _waiting(self, channel: str) -> int | None:
+        try:
+            return await self.database.read(queue.waiting, channel)
+        except Exception:  # an outage line must never stop the worker; the database may be briefly away
+            return None
+
+    async def _relay_failed(self, job: queue.Job, reason: str) -> None:
+        """The relay refused the job's message as it would any other: pause the channel (the caller gives the rest
+        of the batch's jobs of that channel back)."""
+        relay = self.relays[job.channel]
+        on_trial = relay.on_trial
+        # Paused first: should the write below fail, the channel stays paused all the same.
+        opened = relay.failed(reason)
+        if on_trial:
+            # The relay had just passed a probe, so this message may be what it fails on: this try counts (a retry
+            # with its backoff, out of the relay's way). Otherwise a message that upset the relay every time would
+            # hold the whole channel, probed and resumed for ever.
+            await self._record(job, "retry", reason)
+        else:
+            await self.database.write(queue.release, [job.delivery_id], self.worker_id)
+        if opened:
+            log.warning(
+                "%s is down (%s): sending paused, %s deliveries waiting; none loses an attempt while it is down",
+                relay.label,
+                reason,
+                await self._waiting(job.channel),
+                extra={"relay": relay.label, "channel": job.channel},
+            )
+
+    async def _relay_back(self, relay: Relay) -> None:
+        length = relay.recovered()
+        if length is not None:
+            log.info(
+                "%s back after %s; %s deliveries waiting",
+                relay.label,
+                duration(length),
+                await self._waiting(relay.channel),
+                extra={"relay": relay.label, "channel": relay.channel, "down_seconds": round(length)},
+            )
+
+    async def _probe_relays(self) -> None:
+        """Probe each paused relay whose delay ran out; remind of a long outage now and then."""
+        for channel, relay in self.relays.items():
+            if relay.probe_due():
+                transport = self.mailer if channel == "email" else self.sms
+                try:
+                    await transport.probe()
+                except Exception as exc:
+                    # A transport's probe raises RelayUnavailable; anything else is a failed probe all the same.
+                    relay.failed(str(exc) if isinstance(exc, RelayUnavailable) else type(exc).__name__)
+                else:
+                    relay.probe_passed()
+            down_for = relay.reminder_due()
+            if down_for is not None:
+                log.warning(
+                    "%s still down after %s (%s); %s deliveries waiting",
+                    relay.label,
+                    duration(down_for),
+                    relay.reason,
+                    await self._waiting(channel),
+                    extra={"relay": relay.label, "channel": channel, "down_seconds": round(down_for)},
+                )
+
+    async def send(self, job: queue.Job) -> bool:
+        """Send one job and record the outcome; never raises for a transport's refusal. False when the channel's
+        relay went down instead (the job went back to the queue, or counted a try: ``_relay_failed``)."""
         key = f"delivery-{job.delivery_id}-{job.sequence}"
         try:
             # Rendering is this message's own business: whatever its data does to the e-mail library (a header
@@ -63,7 +150,7 @@ class Worker:
         except Exception as exc:
             log.warning("delivery %s cannot be rendered: %s", job.delivery_id, type(exc).__name__)
             await self._record(job, "failed", f"the message cannot be built: {exc}"[:1000])
-            return
+            return True
         try:
             if email is not None:
                 await self.mailer.send(email, key)
@@ -71,16 +158,21 @@ class Worker:
             else:
                 await self.sms.send(job.to, sms, key)
                 detail = key
+        except RelayUnavailable as exc:
+            await self._relay_failed(job, str(exc))
+            return False
         except PermanentError as exc:
             log.warning("delivery %s failed: %s", job.delivery_id, exc)
             await self._record(job, "failed", str(exc))
-            return
         except TransientError as exc:
             log.info("delivery %s will be retried: %s", job.delivery_id, exc)
             await self._record(job, "retry", str(exc))
-            return
-        await self._record(job, "sent", detail)
-        self.sent += 1
+        else:
+            await self._record(job, "sent", detail)
+            self.sent += 1
+        # The relay answered for this message (took it, or refused it for its recipient): it is up.
+        await self._relay_back(self.relays[job.channel])
+        return True
 
     async def _keep_leases(self, pending: set[int]) -> None:
         """Renew the lease of the batch's unsent deliveries every third of the lease, for as long as the batch takes:
@@ -95,17 +187,35 @@ class Worker:
                     log.warning("renewing the leases of %d deliveries failed; retrying", len(pending))
 
     async def run_once(self, stop: asyncio.Event | None = None) -> int:
-        """Claim one batch and send it; returns how many jobs it claimed. Stops early, releasing the rest."""
-        jobs = await self.database.write(queue.claim, self.worker_id, self.batch, self.lease)
+        """Claim one batch of the channels whose relay is not paused and send it; returns how many jobs it claimed.
+        Stops early, releasing the rest; a relay that goes down gets its channel's rest released."""
+        await self._probe_relays()
+        channels = [channel for channel, relay in self.relays.items() if not relay.paused]
+        jobs = (
+            await self.database.write(queue.claim, self.worker_id, self.batch, self.lease, channels) if channels else []
+        )
+        for channel in channels:
+            relay = self.relays[channel]
+            if relay.on_trial and all(job.channel != channel for job in jobs) and await self._waiting(channel) == 0:
+                await self._relay_back(relay)  # it passed its probe and nothing waits to go through it
         pending = {job.delivery_id for job in jobs}
         heartbeat = asyncio.create_task(self._keep_leases(pending)) if jobs else None
         try:
             for index, job in enumerate(jobs):
                 if stop is not None and stop.is_set():
-                    await self.database.write(queue.release, [j.delivery_id for j in jobs[index:]], self.worker_id)
+                    rest = [j.delivery_id for j in jobs[index:] if j.delivery_id in pending]
+                    await self.database.write(queue.release, rest, self.worker_id)
                     break
-                await self.send(job)
+                if job.delivery_id not in pending:
+                    continue  # given back when its relay went down
+                delivered = await self.send(job)
                 pending.discard(job.delivery_id)
+                if not delivered:
+                    # Every message of this channel would meet the same relay: give them back untried.
+                    rest = [j.delivery_id for j in jobs if j.channel == job.channel and j.delivery_id in pending]
+                    if rest:
+                        await self.database.write(queue.release, rest, self.worker_id)
+                        pending.difference_update(rest)
                 await self.progress.report_if_due()
         finally:
             if heartbeat is not None:

@@ -75,7 +75,9 @@ class RequeueOut(BaseModel):
     tags=["deliveries"],
     summary="Send failed deliveries again",
     description="Failed deliveries (all of the survey's, or those of `ids`) are queued again, due now, with a "
-    "fresh attempt count: for after a long mail-server outage or a fixed configuration. Bounced deliveries stay "
+    "fresh attempt count, and so a fresh retry window (`INVITELINK_DELIVERY_RETRY_HOURS`, 72 h, from the next "
+    "attempt): for mail a recipient's server kept deferring past that window, or after a fixed configuration. "
+    "(An outage of the mail relay itself fails nothing: the worker pauses until it is back.) Bounced deliveries stay "
     "(the address does not exist); suppressed addresses are skipped when their turn comes. Calling it again "
     "requeues nothing new.",
 )
