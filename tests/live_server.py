@@ -23,12 +23,13 @@ class Live:
 
 
 @contextmanager
-def live_server(db_url: str, tmp_path: Path) -> Iterator[Live]:
+def live_server(db_url: str, tmp_path: Path, **settings: str) -> Iterator[Live]:
+    """``settings``: more INVITELINK_* variables for the server."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     seeded = run_cli(["demo", "--json"], db_url, tmp_path, INVITELINK_PUBLIC_URL=base)
     assert seeded.returncode == 0, seeded.stderr
-    env = cli_env(db_url, tmp_path, INVITELINK_PUBLIC_URL=base, INVITELINK_WORKER="off")
+    env = cli_env(db_url, tmp_path, INVITELINK_PUBLIC_URL=base, INVITELINK_WORKER="off", **settings)
     process = start_cli(["serve", "--port", str(port)], env, tmp_path)
     try:
         wait_ready(base, process)

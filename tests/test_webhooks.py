@@ -31,7 +31,8 @@ from invitelink.models import EVENT_TYPES, WebhookEndpoint, WebhookMessage, utcn
 from invitelink.services import events
 from invitelink.worker.runner import Worker
 from invitelink.worker.webhooks import RETRY_AFTER_FIRST, WebhookSender, claim
-from tests.conftest import PASSWORD, Admin, MakeAdmin, MakeSurvey
+from tests.conftest import Admin, MakeAdmin, MakeSurvey
+from tests.invites import join
 from tests.smtp_server import SmtpSink
 from tests.test_supply import Supply
 
@@ -610,7 +611,7 @@ def test_crud_validation_and_roles(client: TestClient, admin: Admin, receiver: R
     assert client.get(f"{base}/messages?status=bogus", headers=admin.headers).status_code == 422
     assert client.get(f"{base}/attempts?cursor=garbage", headers=admin.headers).status_code == 400
     assert client.get(f"{ENDPOINTS}/999999", headers=admin.headers).status_code == 404
-    assert client.get(f"{ENDPOINTS}/99999999999999999999", headers=admin.headers).status_code == 422  # no id
+    assert client.get(f"{ENDPOINTS}/99999999999999999999", headers=admin.headers).status_code == 404  # no such id
     assert client.patch(f"{ENDPOINTS}/999999", json={}, headers=admin.headers).status_code == 404
 
     # Paging: items + next_cursor, like every admin list.
@@ -622,14 +623,7 @@ def test_crud_validation_and_roles(client: TestClient, admin: Admin, receiver: R
     assert len(rest["items"]) == 1 and rest["next_cursor"] is None
 
     # Viewers read; only admins change.
-    added = client.post(
-        "/admin/v1/members",
-        json={"email": "viewer@example.org", "role": "viewer", "password": PASSWORD},
-        headers=admin.headers,
-    )
-    assert added.status_code == 201, added.text
-    login = client.post("/admin/v1/auth/token", data={"username": "viewer@example.org", "password": PASSWORD})
-    viewer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    viewer = join(client, admin.headers, "viewer@example.org", "viewer")
     assert client.get(base, headers=viewer).status_code == 200
     assert client.post(ENDPOINTS, json={"url": receiver.url("/")}, headers=viewer).status_code == 403
     assert client.patch(base, json={"description": "x"}, headers=viewer).status_code == 403

@@ -12,6 +12,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagge
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from invitelink.api.openapi_errors import document_errors
+
 # The Swagger UI 5 and ReDoc 2 bundles that the fastapi-offline package ships (we use its files, not its FastAPI
 # factory, which would build the app for us). Swagger UI 5 is needed: FastAPI writes OpenAPI 3.1, which 4.x cannot
 # render.
@@ -71,6 +73,7 @@ def install_docs(app: FastAPI) -> None:
                 schema["components"]["securitySchemes"] = {ADMIN_SCHEME: schemes[ADMIN_SCHEME]} | {
                     name: scheme for name, scheme in schemes.items() if name != ADMIN_SCHEME
                 }
+            document_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -14,7 +14,10 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm.exc import StaleDataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from invitelink.api.methods import method_not_allowed
 from invitelink.services import idempotency
 from invitelink.services.errors import (
     Conflict,
@@ -28,6 +31,8 @@ from invitelink.services.errors import (
 )
 
 READ_METHODS = frozenset({"GET", "HEAD"})
+# Ids are 64-bit signed integers in both engines.
+MAX_ID = 2**63 - 1
 STATUS_BY_ERROR: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
@@ -78,10 +83,15 @@ def log_unavailable(request: Request, exc: BaseException) -> None:
 
 
 def storage_failure(request: Request, exc: Exception, render: Renderer) -> Response:
-    """A driver error as the family's answer: 400 for a value the database refused, 503 with Retry-After when the
-    database cannot serve. Anything else is a bug, and is raised again."""
+    """A driver error as the family's answer: 400 for a value the database refused, 404 for a row deleted by a
+    concurrent request, 503 with Retry-After when the database cannot serve. Anything else is a bug, and is raised
+    again."""
     if value_not_storable(exc):
         return render(400, VALUE_NOT_STORABLE, None)
+    if isinstance(exc, StaleDataError):
+        # The row this request changes or deletes was deleted by another request meanwhile (a contact deleted
+        # while its survey is): for this caller it no longer exists.
+        return render(404, "not found: it was deleted meanwhile", None)
     if not database_unavailable(exc):
         raise exc
     log_unavailable(request, exc)
@@ -136,6 +146,10 @@ def family_route(render: Renderer, *, validation_status: int = 400, unit_of_work
             original = super().get_route_handler()
 
             async def run(request: Request) -> Response:
+                for value in request.path_params.values():
+                    if isinstance(value, str) and value.isdigit() and int(value) > MAX_ID:
+                        # No stored row has such an id; the database would refuse to compare it (a 400).
+                        raise NotFound("not found")
                 if not unit_of_work or request.method in READ_METHODS:
                     return await original(request)
                 keyed = await idempotency_key(request)
@@ -167,7 +181,17 @@ def family_route(render: Renderer, *, validation_status: int = 400, unit_of_work
                         response.headers.setdefault("WWW-Authenticate", "Bearer")
                     return response
                 except RequestValidationError as exc:
+                    if any(error.get("loc", ("",))[0] == "path" for error in exc.errors()):
+                        # A URL whose id is not a number names nothing here; but where another route serves the
+                        # path with another method (GET /invitations/accept), the method is what is wrong.
+                        return method_not_allowed(request, render) or render(404, "not found", None)
                     return render(validation_status, validation_message(exc), None)
+                except StarletteHTTPException as exc:
+                    # FastAPI's own refusals (a body that is not JSON) in the family's format.
+                    detail = exc.detail if isinstance(exc.detail, str) else "bad request"
+                    response = render(exc.status_code, detail, None)
+                    response.headers.update(exc.headers or {})
+                    return response
                 except Exception as exc:
                     return storage_failure(request, exc, render)
 
