@@ -1,7 +1,10 @@
-"""Request body size limit, enforced before a body is read into memory."""
+"""Request body limits: its size, enforced before a body is read into memory, and how long a client may take to
+send it (a client that opens a request and trickles its body holds a connection and a task for as long as it
+likes otherwise). Slow request *headers* are the reverse proxy's to cut off: see docs/deployment.md."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,13 +16,23 @@ RendererFor = Callable[[str], Renderer]
 
 
 class BodySizeLimit:
-    """413 for bodies over the limit, whether announced by Content-Length or streamed chunked."""
+    """413 for bodies over the limit, whether announced by Content-Length or streamed chunked; 408 when a piece of
+    the body takes longer than ``read_timeout`` seconds to arrive."""
 
-    def __init__(self, app: ASGIApp, *, default: int, overrides: dict[str, int], render: RendererFor) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        default: int,
+        overrides: dict[str, int],
+        render: RendererFor,
+        read_timeout: float = 30.0,
+    ) -> None:
         self.app = app
         self.default = default
         self.overrides = overrides  # path suffix -> limit (bulk imports get more)
         self.render = render
+        self.read_timeout = read_timeout
 
     def limit_for(self, path: str) -> int:
         for suffix, limit in self.overrides.items():
@@ -40,13 +53,19 @@ class BodySizeLimit:
             return
         received = 0
         exceeded = False
+        timed_out = False
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received, exceeded
-            if exceeded:
+            nonlocal received, exceeded, timed_out
+            if exceeded or timed_out:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            try:
+                async with asyncio.timeout(self.read_timeout):
+                    message = await receive()
+            except TimeoutError:
+                timed_out = True  # the app stops reading as if the client left; the 408 below replaces its answer
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
@@ -57,8 +76,8 @@ class BodySizeLimit:
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
-            if exceeded:
-                return  # the app's answer to the "disconnect" is replaced by the 413 below
+            if exceeded or timed_out:
+                return  # the app's answer to the "disconnect" is replaced by the 413 or 408 below
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -66,10 +85,15 @@ class BodySizeLimit:
         try:
             await self.app(scope, limited_receive, guarded_send)
         except Exception:
-            if not exceeded:
+            if not (exceeded or timed_out):
                 raise
         if exceeded and not started:
             await self._refuse(scope, receive, path, limit, send)
+        elif timed_out and not started:
+            message = f"the request body did not arrive within {self.read_timeout:g} seconds; send it at once"
+            response = self.render(path)(408, message, None)
+            response.headers["Connection"] = "close"
+            await response(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, path: str, limit: int, send: Send) -> None:
         message = f"request body is larger than {limit} bytes; send less per request"
