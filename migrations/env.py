@@ -49,6 +49,32 @@ def _configure(connection: Connection) -> None:
     )
 
 
+def _run(connection: Connection) -> None:
+    """Run the migrations on ``connection``. On SQLite, with foreign keys off: batch mode rebuilds a table by
+    copying it and dropping the original, and with foreign keys on that DROP deletes (ON DELETE CASCADE) every row
+    of every table that references it. The check after the run proves no reference was left dangling."""
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        _pragma(connection, "foreign_keys=OFF")
+    _configure(connection)
+    with context.begin_transaction():
+        context.run_migrations()
+        if sqlite:
+            dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if dangling:
+                raise RuntimeError(f"migration left rows pointing at missing rows: {dangling[:5]}")
+    if sqlite:
+        _pragma(connection, "foreign_keys=ON")
+
+
+def _pragma(connection: Connection, setting: str) -> None:
+    """On the driver's connection: SQLite ignores this PRAGMA inside a transaction, and SQLAlchemy would open one
+    (our engines issue BEGIN IMMEDIATE) before running it."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA {setting}")
+
+
 def run_migrations_offline() -> None:
     context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
@@ -58,16 +84,12 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        _configure(connection)
-        with context.begin_transaction():
-            context.run_migrations()
+        _run(connection)
         return
     engine = make_engine(_url(), pool_size=1)
     try:
         with engine.connect() as conn:
-            _configure(conn)
-            with context.begin_transaction():
-                context.run_migrations()
+            _run(conn)
     finally:
         engine.dispose()
 

@@ -10,7 +10,7 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect
 
-from invitelink.migrate import alembic_config, head_revision, is_at_head
+from invitelink.migrate import alembic_config, head_revision, is_at_head, upgrade_to_head
 from invitelink.models import Base
 from tests.conftest import ENGINES, PG_URL, create_pg_database, drop_pg_database
 
@@ -52,3 +52,31 @@ def test_downgrade_to_base_and_up_again(empty_url: str) -> None:
     finally:
         engine.dispose()
     assert head_revision() is not None
+
+
+def test_upgrading_sqlite_keeps_rows_that_reference_rebuilt_tables(tmp_path: Path) -> None:
+    """Batch mode rebuilds a table (copy, drop, rename) on SQLite; with foreign keys on, the drop deleted every row
+    referencing it: upgrading past 0004 (which rebuilds ``suppliers``) emptied ``supplier_keys``."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0003")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO workspaces (id, name, status, created_at) VALUES (1, 'Lab', 'active', '2026-11-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO suppliers (id, workspace_id, public_id, name, email, redirect_success, redirect_terminate, "
+            "redirect_quotafull, redirect_security, hmac_key_version, created_at) "
+            "VALUES (1, 1, 'R4I-S-TEST-0001', 'Panel', 'p@example.org', '', '', '', '', 1, '2026-11-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO supplier_keys (id, supplier_id, environment, prefix, key_digest, created_at) "
+            "VALUES (1, 1, 'sandbox', 'R4I_TEST_ab', 'digest', '2026-11-01')"
+        )
+    engine.dispose()
+    upgrade_to_head(url)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM supplier_keys").scalar_one() == 1
+        assert conn.exec_driver_sql("SELECT count(*) FROM suppliers").scalar_one() == 1
+    engine.dispose()
