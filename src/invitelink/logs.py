@@ -88,6 +88,9 @@ def log_config(settings: Settings) -> dict[str, Any]:
         # uvicorn's loggers lose their own handlers and propagate to the root: the same format for every line.
         "loggers": {
             **{name: {"handlers": [], "propagate": True} for name in UVICORN_LOGGERS},
+            # httpx writes every request's full URL at INFO: a webhook endpoint's or SMS gateway's URL may carry
+            # its key. Our own lines say where a request went, without the path and query.
+            **{name: {"level": "WARNING"} for name in ("httpx", "httpcore")},
         },
     }
 
