@@ -17,7 +17,7 @@ def create_link(project: str, act: str = "", uid: str = "") -> dict[str, object]
 
 @app.post("/api/invitation-trigger")
 def invitation_trigger(body: dict[str, object]) -> dict[str, object]:
-    """Parses the same JSON body as the real endpoint and answers the seed's body, storing nothing."""
+    """Parses the same JSON body as the real endpoint and answers the documented body, storing nothing."""
     return {
         "ok": True,
         "message": "Invitation queued.",
@@ -27,7 +27,7 @@ def invitation_trigger(body: dict[str, object]) -> dict[str, object]:
 
 @app.post("/sandbox/v1/allocated_survey")
 def allocated_survey(body: dict[str, object]) -> dict[str, object]:
-    """Ten survey items of the seed's shape, built in memory."""
+    """Ten survey items of the documented shape, built in memory."""
     items = [
         {
             "survey_id": f"PROJ-{n:08X}",

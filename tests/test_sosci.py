@@ -1,4 +1,4 @@
-"""The SoSci-style mailing API with the seed's inputs, compared body for body; participant links; callbacks."""
+"""The SoSci-style mailing API with SoSci's documented inputs, compared body for body; participant links; callbacks."""
 
 from __future__ import annotations
 

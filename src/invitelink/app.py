@@ -10,19 +10,22 @@ from contextlib import asynccontextmanager
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy import text
 
 from invitelink import __version__, metrics
 from invitelink.access_log import RequestLog
+from invitelink.api.methods import install_method_not_allowed
 from invitelink.config import Settings
 from invitelink.db import Database
 from invitelink.docs import install_docs
 from invitelink.families.registry import FAMILIES, renderer_for
-from invitelink.families.supply.rate_limit import RateLimiter
 from invitelink.limits import BodySizeLimit
 from invitelink.logs import request_id_is_sane
 from invitelink.migrate import is_at_head
+from invitelink.rate_limits import RateLimits
+from invitelink.security import PasswordWorkBusy, limit_password_work
 
 DESCRIPTION = """
 Personal survey invitation links behind three API families, over one data model:
@@ -39,7 +42,10 @@ with `cursor`.
 TAGS = [
     {"name": "auth", "description": "Log in (OAuth2 password flow) and out."},
     {"name": "workspaces", "description": "Tenants. Every object belongs to one workspace."},
-    {"name": "members", "description": "Who may do what: owner, admin, editor, viewer (read only)."},
+    {
+        "name": "members",
+        "description": "Who may do what: owner, admin, editor, viewer (read only). Accounts join by invitation only.",
+    },
     {"name": "industries", "description": "Industry list used to classify surveys."},
     {"name": "surveys", "description": "Surveys, their status and questionnaire callback secret."},
     {"name": "mailings", "description": "Serial mailings (M{id}) and trigger batches."},
@@ -72,6 +78,9 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
     process and leave it off."""
     settings = settings or Settings()
     database = Database(settings.database_url)
+    rate_limits = RateLimits(settings)
+    # Per process (argon2's memory is the process's): the last app built in a process sets it.
+    limit_password_work(settings.password_hash_concurrency, settings.password_hash_wait_seconds)
     engine = database.read_engine
 
     @asynccontextmanager
@@ -96,6 +105,7 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
             if task is not None:
                 await task
             database.dispose()
+            await rate_limits.aclose()
 
     app = FastAPI(
         title="invitelink",
@@ -110,12 +120,21 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
     )
     app.state.settings = settings
     app.state.database = database
-    app.state.supply_limiter = RateLimiter(settings.supplier_requests_per_minute)
+    app.state.rate_limits = rate_limits
+
+    @app.exception_handler(PasswordWorkBusy)
+    async def password_work_busy(request: Request, exc: PasswordWorkBusy) -> Response:
+        # Wherever a password is hashed or checked (login, accepting an invitation, …): the owning family's 503.
+        response = renderer_for(request.url.path)(503, exc.message, None)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
     app.add_middleware(
         BodySizeLimit,
         default=settings.max_body_bytes,
         overrides={"/contacts/import": settings.max_import_bytes},
         render=renderer_for,
+        read_timeout=settings.body_read_timeout_seconds,
     )
     # Added last, so outermost: the request id is set before anything logs, and the access log times everything.
     app.add_middleware(RequestLog, write_lines=settings.access_log)
@@ -155,7 +174,10 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
     app.include_router(metrics.router)  # before the fallback: "/{project}" would take "/metrics"
 
     # Last: routes that match too widely (the slash-less "/{project}" redirect matches every one-segment path).
+    wide: set[str] = set()
     for family in FAMILIES:
         for router in family.fallback_routers:
             app.include_router(router)
+            wide.update(route.path for route in router.routes if isinstance(route, APIRoute))
+    install_method_not_allowed(app, renderer_for, frozenset(wide))
     return app

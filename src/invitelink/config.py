@@ -39,18 +39,42 @@ class Settings(BaseSettings):
     worker_batch: int = 50
     # Renewed every third of it while the worker works: a SIGKILLed worker's claims come free within this time.
     worker_lease_seconds: int = 45
+    # A message refused for a temporary reason (SMTP 4xx for its recipient) is retried for this long after its
+    # first try, then fails. A relay that is down (no connection, TLS, login, 421) pauses sending instead and
+    # costs no delivery anything: the worker probes it, 5 s after the failure and then twice as long each time,
+    # up to relay_probe_max_seconds, and while it stays down repeats its warning every relay_reminder_minutes
+    # (0: never).
+    delivery_retry_hours: float = Field(default=72, gt=0)
+    relay_probe_max_seconds: float = Field(default=300, gt=0)
+    relay_reminder_minutes: float = Field(default=60, ge=0)
 
     # Limits, documented in README and OpenAPI.
     max_body_bytes: int = 1_048_576
     max_import_bytes: int = 10_485_760
+    # A request body (or each piece of a chunked one) must arrive within this many seconds, else 408.
+    body_read_timeout_seconds: float = Field(default=30.0, gt=0)
     admin_session_hours: int = 12
     # Trigger API: recipients per call, and flood protection per trigger token (counted in the database, so the
     # limits hold across app instances).
     trigger_max_recipients: int = 1000
     trigger_flood_batches_per_minute: int = 60
     trigger_flood_recipients_per_hour: int = 20_000
-    # Supplier API: calls per key and minute, per app instance.
+    # Rate limits (invitelink.rate_limits): counted in Redis when redis_url is set, so every process and instance
+    # shares one count; unset, each process counts its own. A limit of 0 turns it off.
+    redis_url: str | None = Field(default=None, repr=False)  # may carry a password
+    redis_key_prefix: str = "invitelink"
+    # Supplier API: calls per key and minute.
     supplier_requests_per_minute: int = 600
+    # SoSci API: send_mail calls per API access key, a burst per minute and a ceiling per hour.
+    sosci_send_mail_per_minute: int = 200
+    sosci_send_mail_per_hour: int = 2000
+    # Admin login: failed logins per account (the e-mail) and per client address within the window.
+    login_failures_per_account: int = 10
+    login_failures_per_address: int = 50
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+    # argon2id runs at once per process (64 MiB each), and how long a login waits for a turn before it is a 503.
+    password_hash_concurrency: int = Field(default=4, ge=1)
+    password_hash_wait_seconds: float = Field(default=2.0, gt=0)
     # Webhooks: targets on private, loopback or link-local addresses are refused unless this is set (development
     # and tests); a request to an endpoint gives up after this many seconds.
     webhook_allow_private: bool = False
@@ -90,6 +114,13 @@ class Settings(BaseSettings):
         if url.get_backend_name() not in ("sqlite", "postgresql"):
             raise ValueError(f"{url.get_backend_name()} is not supported; use SQLite or PostgreSQL")
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("not a Redis URL; use redis://host:6379/0 (or rediss:// for TLS)")
+        return value or None
 
     @property
     def outbox_dir(self) -> Path:

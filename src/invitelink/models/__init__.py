@@ -5,6 +5,7 @@ from invitelink.models.base import Base, utcnow
 from invitelink.models.contact import Contact, Suppression
 from invitelink.models.event import EVENT_TYPES, Event
 from invitelink.models.idempotency import IdempotencyRecord
+from invitelink.models.invitation import INVITATION_STATUSES, MemberInvitation
 from invitelink.models.mailing import Delivery, Mailing
 from invitelink.models.participation import PARTICIPATION_STATUSES, Participation
 from invitelink.models.supplier import Allocation, Panelist, Quota, Supplier, SupplierKey
@@ -16,6 +17,7 @@ from invitelink.models.webhook import WebhookAttempt, WebhookEndpoint, WebhookMe
 __all__ = [
     "API_FUNCTIONS",
     "EVENT_TYPES",
+    "INVITATION_STATUSES",
     "PARTICIPATION_STATUSES",
     "ROLES",
     "SURVEY_STATUSES",
@@ -29,6 +31,7 @@ __all__ = [
     "IdempotencyRecord",
     "Industry",
     "Mailing",
+    "MemberInvitation",
     "Membership",
     "Panelist",
     "Participation",

@@ -25,7 +25,7 @@ DEMO_SERIAL_CODES = 5
 
 
 def seed_demo(session: Session, settings: Settings) -> dict[str, Any]:
-    """Seed one new, independent demo workspace and return its credentials (CONTRACT.md section 2)."""
+    """Seed one new, independent demo workspace and return its credentials (the keys README documents)."""
     suffix = secrets.token_hex(4)
     email = f"demo-{suffix}@example.org"
     password = secrets.token_urlsafe(12)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from functools import cache
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -18,8 +21,11 @@ from pydantic import (
 )
 
 from invitelink.api.params import no_nul
+from invitelink.services.accounts import MIN_PASSWORD_LENGTH
 from invitelink.services.errors import InvalidInput
 from invitelink.services.fields import check_single_line
+from invitelink.services.invitations import DEFAULT_DAYS as INVITATION_DEFAULT_DAYS
+from invitelink.services.invitations import MAX_DAYS as INVITATION_MAX_DAYS
 
 T = TypeVar("T")
 
@@ -40,7 +46,42 @@ PersonName = Annotated[str, StringConstraints(max_length=200), OneLine]
 LongText = Annotated[str, StringConstraints(max_length=20_000)]
 Role = Literal["owner", "admin", "editor", "viewer"]
 SurveyStatus = Literal["draft", "active", "closed"]
+OutcomeVerification = Literal["browser", "callback"]
 Country = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+def _is_number(annotation: Any) -> bool:
+    """``int``, ``Decimal`` or ``float``, also inside ``Annotated``, ``X | None`` or ``list[X]``, but not where a
+    boolean is a valid value too."""
+    origin = get_origin(annotation)
+    if origin is Annotated or origin is list:
+        return _is_number(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        members = get_args(annotation)
+        return bool not in members and any(_is_number(member) for member in members)
+    return annotation in (int, float, Decimal)
+
+
+def _is_only(kind: type) -> Callable[[Any], bool]:
+    """Whether an annotation is ``kind``, also inside ``Annotated`` or ``X | None``."""
+
+    def check(annotation: Any) -> bool:
+        if get_origin(annotation) is Annotated:
+            return check(get_args(annotation)[0])
+        if get_origin(annotation) in (Union, UnionType):
+            return all(check(member) or member is type(None) for member in get_args(annotation))
+        return annotation is kind
+
+    return check
+
+
+_is_datetime = _is_only(datetime)
+_is_bool = _is_only(bool)
+
+
+@cache
+def _fields_of(model: type[BaseModel], kind: Callable[[Any], bool]) -> frozenset[str]:
+    return frozenset(name for name, field in model.model_fields.items() if kind(field.annotation))
 
 
 class Input(BaseModel):
@@ -50,6 +91,27 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     _no_nul = model_validator(mode="before")(no_nul)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _documented_json_types(cls, data: Any) -> Any:
+        """pydantic's lax mode (which the JSON dates and decimals of these bodies need) reads ``true`` as 1, ``0``
+        as false and a number as seconds since 1970: a client that sent another JSON type than the documented one
+        sent a mistake, which is refused rather than guessed at."""
+        if isinstance(data, dict):
+            for name in _fields_of(cls, _is_number):
+                value = data.get(name)
+                if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
+                    raise ValueError(f"{name}: a number is needed here, not true or false")
+            for name in _fields_of(cls, _is_bool):
+                value = data.get(name)
+                if value is not None and not isinstance(value, bool):
+                    raise ValueError(f"{name}: true or false is needed here")
+            for name in _fields_of(cls, _is_datetime):
+                # Lax mode would read a number as seconds since 1970; the API documents ISO 8601 text.
+                if isinstance(data.get(name), int | float):
+                    raise ValueError(f"{name}: an ISO 8601 date and time is needed here, e.g. 2026-05-18T14:00:00Z")
+        return data
 
 
 class Patch(Input):
@@ -112,16 +174,6 @@ class WorkspaceIn(Input):
     name: Name = Field(examples=["Psychology Lab"])
 
 
-class MemberIn(Input):
-    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254)] = Field(
-        examples=["colleague@example.org"]
-    )
-    role: Role = "editor"
-    password: Annotated[str, StringConstraints(min_length=8, max_length=200)] | None = Field(
-        default=None, description="Creates the account when no user has this e-mail yet."
-    )
-
-
 class MemberPatch(Input):
     role: Role
 
@@ -131,6 +183,79 @@ class MemberOut(Output):
     role: Role
     user: UserOut
     created_at: datetime
+
+
+# Invitations: the only way into a workspace for an account that is not a member yet.
+
+Password = Annotated[str, StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=200)]
+INVITATION_EXAMPLE: dict[str, Any] = {
+    "id": 12,
+    "email": "colleague@example.org",
+    "role": "editor",
+    "status": "pending",
+    "invited_by": {"id": 1, "email": "owner@example.org"},
+    "created_at": "2026-05-18T14:00:00Z",
+    "expires_at": "2026-05-25T14:00:00Z",
+    "accepted_at": None,
+    "revoked_at": None,
+}
+INVITATION_SECRET_EXAMPLE = "ilinv_Wq3x0m8yqU6bQj7kP2nF4tR9vL1cZ5sH0aE8dG6iK3o"  # noqa: S105 (an example in the docs)
+
+
+class InvitationIn(Input):
+    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254)] = Field(
+        description="Who is invited. Whether an account has this address is neither checked nor told.",
+        examples=["colleague@example.org"],
+    )
+    role: Role = Field(default="editor", description="The role on accepting; only owners invite owners.")
+    expires_in_days: Annotated[int, Field(ge=1, le=INVITATION_MAX_DAYS)] = Field(
+        default=INVITATION_DEFAULT_DAYS, description="How long the secret can be used.", examples=[7]
+    )
+
+
+class InvitationOut(Output):
+    model_config = ConfigDict(json_schema_extra={"examples": [INVITATION_EXAMPLE]})
+
+    id: int
+    email: str
+    role: Role
+    status: Literal["pending", "accepted", "revoked", "expired"]
+    invited_by: UserOut | None = Field(description="Null once the inviting account is deleted.")
+    created_at: datetime
+    expires_at: datetime
+    accepted_at: datetime | None
+    revoked_at: datetime | None
+
+
+class InvitationCreated(InvitationOut):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**INVITATION_EXAMPLE, "secret": INVITATION_SECRET_EXAMPLE}]}
+    )
+
+    secret: str | None = Field(
+        description="Shown once: pass it to the invited person, who accepts with it at "
+        "POST /admin/v1/invitations/accept. Null in an Idempotency-Key replay (secrets are never stored)."
+    )
+
+
+class InvitationAccept(Input):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"secret": INVITATION_SECRET_EXAMPLE, "password": "a long passphrase"},
+                {"secret": INVITATION_SECRET_EXAMPLE},
+            ]
+        },
+    )
+
+    secret: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] = Field(
+        description="The invitation's secret (ilinv_…)."
+    )
+    password: Password | None = Field(
+        default=None,
+        description="Without a bearer token: the password of the invited address's account, or, when it has none "
+        "yet, the password the new account is to have. Leave it out when sending your admin bearer token.",
+    )
 
 
 # Industries ------------------------------------------------------------------------------------------------
@@ -176,6 +301,16 @@ class SurveyFields(Patch):
     pii: bool | None = None
     description: Annotated[str, StringConstraints(max_length=5000)] | None = None
     countries: list[Country] | None = Field(default=None, max_length=250)
+    outcome_verification: OutcomeVerification | None = Field(
+        default=None,
+        description="Who may report a completion. `browser` (the default): the participant's browser at "
+        "`/survey/end?status=complete` completes the participation, and supplier traffic gets the signed success "
+        "redirect. `callback`: only the questionnaire's authenticated callback completes it; the browser's "
+        "`complete` is kept as reported, not counted in stats or revenue, and supplier traffic goes to the success "
+        "redirect unsigned (`{hmac}` empty) with `verified=0`. Other outcomes are taken from the browser in both "
+        "modes, and the callback may correct any outcome only the browser reported.",
+        examples=["callback"],
+    )
 
 
 class SurveyIn(SurveyFields):
@@ -202,6 +337,7 @@ class SurveyOut(Output):
     pii: bool
     description: str
     countries: list[str]
+    outcome_verification: OutcomeVerification
     created_at: datetime
     updated_at: datetime
 
@@ -263,7 +399,10 @@ class ContactIn(Input):
     anonymous: bool = Field(default=False, description="Anonymous contacts get no person code (serial).")
 
 
-class ContactPatch(Input):
+class ContactPatch(Patch):
+    # A contact keeps at least one of its identities (normalize() says so); name and subgroup are text, never null.
+    NULLABLE = frozenset({"email", "mobile", "uid"})
+
     email: Annotated[str, StringConstraints(max_length=254)] | None = None
     mobile: Annotated[str, StringConstraints(max_length=32)] | None = None
     uid: Annotated[str, StringConstraints(max_length=255)] | None = None
