@@ -147,7 +147,7 @@ def family_route(render: Renderer, *, validation_status: int = 400, unit_of_work
 
             async def run(request: Request) -> Response:
                 for value in request.path_params.values():
-                    if isinstance(value, str) and value.isdigit() and int(value) > MAX_ID:
+                    if isinstance(value, str) and value.isascii() and value.isdigit() and int(value) > MAX_ID:
                         # No stored row has such an id; the database would refuse to compare it (a 400).
                         raise NotFound("not found")
                 if not unit_of_work or request.method in READ_METHODS:

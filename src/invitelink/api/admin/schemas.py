@@ -40,14 +40,27 @@ def _one_line(value: str) -> str:
 
 
 OneLine = AfterValidator(_one_line)
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), OneLine]
+
+
+def _not_blank(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+# Surrounding whitespace is dropped after the length is checked on the value as sent, which is what the OpenAPI
+# document's maxLength promises (pydantic's strip_whitespace strips first, so a longer value got in).
+Strip = AfterValidator(str.strip)
+NotBlank = AfterValidator(_not_blank)
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), NotBlank, OneLine]
 ShortText = Annotated[str, StringConstraints(max_length=300), OneLine]
 PersonName = Annotated[str, StringConstraints(max_length=200), OneLine]
 LongText = Annotated[str, StringConstraints(max_length=20_000)]
 Role = Literal["owner", "admin", "editor", "viewer"]
 SurveyStatus = Literal["draft", "active", "closed"]
 OutcomeVerification = Literal["browser", "callback"]
-Country = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Country = Annotated[str, StringConstraints(min_length=1, max_length=64), NotBlank]
 
 
 def _is_number(annotation: Any) -> bool:
@@ -203,7 +216,7 @@ INVITATION_SECRET_EXAMPLE = "ilinv_Wq3x0m8yqU6bQj7kP2nF4tR9vL1cZ5sH0aE8dG6iK3o" 
 
 
 class InvitationIn(Input):
-    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254)] = Field(
+    email: Annotated[str, StringConstraints(min_length=3, max_length=254), NotBlank] = Field(
         description="Who is invited. Whether an account has this address is neither checked nor told.",
         examples=["colleague@example.org"],
     )
@@ -248,7 +261,7 @@ class InvitationAccept(Input):
         },
     )
 
-    secret: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] = Field(
+    secret: Annotated[str, StringConstraints(min_length=1, max_length=200), NotBlank] = Field(
         description="The invitation's secret (ilinv_…)."
     )
     password: Password | None = Field(
@@ -262,9 +275,7 @@ class InvitationAccept(Input):
 
 
 class IndustryIn(Input):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] = Field(
-        examples=["Healthcare"]
-    )
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100), NotBlank] = Field(examples=["Healthcare"])
 
 
 class IndustryOut(Output):

@@ -12,7 +12,7 @@ from pydantic import EmailStr, Field, StringConstraints
 
 from invitelink.api.admin.deps import Admin, CurrentPrincipal, Db, Editor, Limit, ReadableSurvey, WritableSurvey
 from invitelink.api.admin.errors import AdminRoute
-from invitelink.api.admin.schemas import Country, Input, Name, Output, Page
+from invitelink.api.admin.schemas import Country, Input, Name, NotBlank, Output, Page, Strip
 from invitelink.api.deps import SettingsDep
 from invitelink.config import Settings
 from invitelink.models import Allocation, Question, Supplier
@@ -22,7 +22,7 @@ from invitelink.services.pagination import DEFAULT_LIMIT
 
 router = APIRouter(prefix="/suppliers", tags=["suppliers"], route_class=AdminRoute)
 questions_router = APIRouter(prefix="/surveys/{survey_id}/questions", tags=["suppliers"], route_class=AdminRoute)
-Url = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+Url = Annotated[str, StringConstraints(max_length=2000), Strip]
 
 
 class Redirects(Input):
@@ -226,7 +226,7 @@ Cpi = Annotated[Decimal, Field(ge=0, le=100_000, max_digits=10, decimal_places=2
 
 
 class AllocationIn(Input):
-    survey_id: Annotated[str, StringConstraints(strip_whitespace=True, max_length=16)] = Field(
+    survey_id: Annotated[str, StringConstraints(max_length=16), Strip] = Field(
         examples=["PROJ-94AECB65"], description="The survey's public PROJ- id."
     )
     cpi: Cpi | None = Field(default=None, description="CPI for this supplier; default: the survey's.")
@@ -314,19 +314,13 @@ def delete_allocation(supplier_id: int, allocation_id: int, principal: Editor, d
 
 
 class QuestionIn(Input):
-    key: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = Field(
-        examples=["AGE_RANGE"]
-    )
-    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] = Field(
+    key: Annotated[str, StringConstraints(min_length=1, max_length=64), NotBlank] = Field(examples=["AGE_RANGE"])
+    text: Annotated[str, StringConstraints(min_length=1, max_length=500), NotBlank] = Field(
         examples=["What is your age range?"]
     )
-    type: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = Field(
-        examples=["Numeric Range"]
-    )
-    category: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] = Field(
-        default="", examples=["Demographic"]
-    )
-    options: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]] = Field(
+    type: Annotated[str, StringConstraints(min_length=1, max_length=64), NotBlank] = Field(examples=["Numeric Range"])
+    category: Annotated[str, StringConstraints(max_length=64), Strip] = Field(default="", examples=["Demographic"])
+    options: list[Annotated[str, StringConstraints(min_length=1, max_length=200), NotBlank]] = Field(
         default_factory=list, max_length=200, examples=[["23 - 35"]]
     )
 
