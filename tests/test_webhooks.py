@@ -691,3 +691,16 @@ def test_the_worker_runs_the_webhook_sender_beside_mail(
     [request] = receiver.at("/live")
     assert request.verify(endpoint["secret"])["type"] == "contact.unsubscribed"
     assert message_rows(database)[0].status == "delivered"
+
+
+def test_a_retried_endpoint_create_makes_one_and_replays_no_secret(client: TestClient, admin: Admin) -> None:
+    body = {"url": "http://127.0.0.1:9/hooks", "event_types": ["participation.completed"]}
+    keyed = {**admin.headers, "Idempotency-Key": "hook-1"}
+    first = client.post(ENDPOINTS, json=body, headers=keyed)
+    assert first.status_code == 201 and first.json()["secret"].startswith("whsec_")
+    again = client.post(ENDPOINTS, json=body, headers=keyed)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == {**first.json(), "secret": None}
+    assert len(client.get(ENDPOINTS, headers=admin.headers).json()["items"]) == 1
+    changed = client.post(ENDPOINTS, json={**body, "event_types": []}, headers=keyed)
+    assert changed.status_code == 422 and "another request" in changed.json()["detail"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from invitelink.models import EVENT_TYPES, Event, WebhookAttempt, WebhookEndpoint, WebhookMessage, utcnow
 from invitelink.security import derive_key, sign
+from invitelink.services import idempotency
 from invitelink.services.errors import Conflict, InvalidInput, get_owned, remove
 from invitelink.services.pagination import Page, decode_cursor, encode_cursor, page_of
 from invitelink.services.upsert import rowcount
@@ -102,6 +103,28 @@ def create_endpoint(
     session.add(endpoint)
     session.flush()
     return endpoint
+
+
+def create_endpoint_once(
+    session: Session,
+    workspace_id: int,
+    url: str,
+    event_types: Sequence[str] | None,
+    description: str,
+    keyed: tuple[str, idempotency.Keyed] | None,
+    answer_of: Callable[[WebhookEndpoint], dict[str, Any]],
+) -> idempotency.Stored:
+    """:func:`create_endpoint` under an optional Idempotency-Key (``keyed``: the credential's digest and the key):
+    a retry within a day gets the first answer (its secret null) and creates nothing. The answer, built by
+    ``answer_of`` (the admin API's body), is stored in the create's own transaction."""
+    if keyed is not None:
+        stored = idempotency.replay(session, *keyed)
+        if stored is not None:
+            return stored
+    answer = answer_of(create_endpoint(session, workspace_id, url, event_types, description))
+    if keyed is not None:
+        idempotency.remember(session, *keyed, 201, answer)
+    return idempotency.Stored(201, answer, replayed=False)
 
 
 def get_endpoint(session: Session, workspace_id: int, endpoint_id: int) -> WebhookEndpoint:

@@ -11,18 +11,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, StringConstraints
 
 from invitelink.api.admin.deps import Admin, CurrentPrincipal, Db, Limit
 from invitelink.api.admin.errors import AdminRoute, render
 from invitelink.api.admin.schemas import Input, Output, Page
 from invitelink.api.deps import DatabaseDep, SettingsDep
-from invitelink.api.errors import family_route
+from invitelink.api.errors import family_route, idempotency_key, replayed
 from invitelink.config import Settings
 from invitelink.models import EVENT_TYPES, WebhookEndpoint, utcnow
 from invitelink.outbound import check_url
-from invitelink.services import webhooks
+from invitelink.services import idempotency, webhooks
 from invitelink.services.pagination import DEFAULT_LIMIT
 
 endpoints = APIRouter(prefix="/webhook-endpoints", tags=["webhooks"], route_class=AdminRoute)
@@ -240,13 +241,21 @@ def list_endpoints(
     responses=REFUSED,
 )
 async def create_endpoint(
-    body: EndpointIn, principal: Admin, database: DatabaseDep, settings: SettingsDep
-) -> EndpointSecret:
+    request: Request, body: EndpointIn, principal: Admin, database: DatabaseDep, settings: SettingsDep
+) -> Response:
+    keyed = await idempotency_key(request)
     url = await check_url(body.url, allow_private=settings.webhook_allow_private)
-    endpoint = await database.write(
-        webhooks.create_endpoint, principal.workspace_id, url, body.event_types, body.description
+    credential = idempotency.credential_of(request.headers.get("authorization", ""))
+    answer = await database.write(
+        webhooks.create_endpoint_once,
+        principal.workspace_id,
+        url,
+        body.event_types,
+        body.description,
+        (credential, keyed) if keyed is not None else None,
+        lambda endpoint: with_secret(endpoint, settings).model_dump(mode="json"),
     )
-    return with_secret(endpoint, settings)
+    return replayed(answer) if answer.replayed else JSONResponse(answer.body, status_code=answer.status_code)
 
 
 @endpoints.get(
