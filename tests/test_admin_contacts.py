@@ -89,12 +89,14 @@ def test_csv_import_reports_each_bad_row_and_stores_the_good_ones(
 
 def test_json_and_multipart_imports(client: TestClient, admin: Admin, make_survey: MakeSurvey) -> None:
     base = _base(make_survey(admin))
-    response = client.post(
-        f"{base}/import", json={"contacts": [{"uid": "x1"}, {"uid": 7}, "nope"]}, headers=admin.headers
-    )
+    # An item that is not an object is a malformed file, refused whole (like malformed CSV): nothing is stored.
+    malformed = client.post(f"{base}/import", json={"contacts": [{"uid": "x0"}, "nope"]}, headers=admin.headers)
+    assert malformed.status_code == 400 and "item 2 is not an object" in malformed.json()["detail"]
+    response = client.post(f"{base}/import", json={"contacts": [{"uid": "x1"}, {"uid": 7}]}, headers=admin.headers)
     assert response.status_code == 200
     report = response.json()
-    assert report["created"] == 1 and [e["row"] for e in report["errors"]] == [2, 3]
+    assert report["created"] == 1 and [e["row"] for e in report["errors"]] == [2]
+    assert [c["uid"] for c in client.get(base, headers=admin.headers).json()["items"]] == ["x1"]
     files = {"file": ("people.csv", b"\xef\xbb\xbfuid,name\nx2,Xena\n", "text/csv")}
     uploaded = client.post(f"{base}/import", files=files, headers=admin.headers)
     assert uploaded.status_code == 200 and uploaded.json()["created"] == 1
@@ -113,6 +115,8 @@ def test_malformed_imports_are_400_and_store_nothing(client: TestClient, admin: 
         (b'[{"email": ', "application/json", "malformed JSON"),
         (b'{"email": "a@example.org"}', "application/json", "list of contacts"),
         (b"email\na@example.org\n", "application/xml", "text/csv"),
+        (b"null", "text/csv", "at least one of email, mobile, uid"),
+        (b"name,city\nAnn,Oslo\n", "text/csv", "at least one of email, mobile, uid"),
     ]
     for body, content_type, expected in cases:
         response = client.post(f"{base}/import", content=body, headers={**admin.headers, "Content-Type": content_type})

@@ -1,4 +1,4 @@
-"""The trigger API (seed 001): the seed's curl bodies, every error of the seed, cooldown across instances,
+"""The trigger API (Survey.is-style): its documented curl bodies, every documented error, cooldown across instances,
 templates through a real SMTP server, metadata in the results."""
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from invitelink.app import create_app
 from invitelink.config import Settings
 from invitelink.db import Database
 from invitelink.models import Contact, Delivery, Mailing, Token, TriggerToken, Workspace, utcnow
+from invitelink.security import random_code
+from invitelink.services import contacts, links
 from invitelink.worker.runner import Worker
 from tests.conftest import Admin, MakeAdmin, MakeSurvey
 from tests.smtp_server import SmtpSink
@@ -287,6 +289,164 @@ def test_a_thousand_recipients_in_one_call(trigger: Trigger, db: Session) -> Non
     # A second batch to the same people reuses their contacts and gives each a new personal link.
     assert trigger.post({"emails": emails[:10]}).status_code == 200
     assert count(db, Contact) == 1000 and count(db, Token) == 1010
+
+
+def batch_rows(db: Session, uuid: str) -> list[Any]:
+    """(email, name, contact id, token id, token's contact id, status) of each delivery of the batch, by address."""
+    db.rollback()
+    return list(
+        db.execute(
+            select(Contact.email, Contact.name, Contact.id, Delivery.token_id, Token.contact_id, Delivery.status)
+            .join(Delivery, Delivery.contact_id == Contact.id)
+            .join(Mailing, Mailing.id == Delivery.mailing_id)
+            .join(Token, Token.id == Delivery.token_id)
+            .where(Mailing.uuid == uuid)
+            .order_by(Contact.email)
+        ).all()
+    )
+
+
+def test_a_repeated_address_is_one_recipient_with_its_last_name(trigger: Trigger, db: Session) -> None:
+    emails = [
+        "Dup@Example.com",
+        {"email": "other@example.com", "name": "O"},
+        {"email": " dup@example.com", "name": "D"},
+    ]
+    response = trigger.post({"emails": emails})
+    assert response.status_code == 200, response.text
+    rows = batch_rows(db, response.json()["batch"]["uuid"])
+    assert [(r.email, r.name) for r in rows] == [("dup@example.com", "D"), ("other@example.com", "O")]
+    assert count(db, Contact) == 2 and count(db, Token) == 2
+
+
+def test_a_batch_of_known_and_new_addresses(trigger: Trigger, db: Session) -> None:
+    first = trigger.post(
+        {"emails": [{"email": "ann@example.com", "name": "Ann"}, {"email": "bob@example.com", "name": "Bob"}]}
+    )
+    assert first.status_code == 200, first.text
+    added = trigger.client.post(
+        f"/admin/v1/surveys/{trigger.survey['id']}/contacts",
+        json={"email": "cy@example.com", "name": "Cy"},
+        headers=trigger.admin.headers,
+    )
+    assert added.status_code == 201, added.text
+    before = {r.email: r.contact_id for r in batch_rows(db, first.json()["batch"]["uuid"])}
+    before["cy@example.com"] = added.json()["id"]
+    emails = [
+        {"email": "ann@example.com", "name": "Anna"},
+        "bob@example.com",
+        {"email": "cy@example.com", "name": "Cy"},
+    ]
+    second = trigger.post({"emails": [*emails, "new@example.com"]})
+    assert second.status_code == 200, second.text
+    rows = batch_rows(db, second.json()["batch"]["uuid"])
+    # Known addresses keep their contact; a name given replaces the stored one, a missing name keeps it.
+    assert [(r.email, r.name) for r in rows] == [
+        ("ann@example.com", "Anna"),
+        ("bob@example.com", "Bob"),
+        ("cy@example.com", "Cy"),
+        ("new@example.com", ""),
+    ]
+    assert all(before[r.email] == r.id for r in rows if r.email in before)
+    # Each recipient holds a new token of this batch, its own, and one queued invitation.
+    assert all(r.contact_id == r.id and r.status == "queued" for r in rows)
+    assert len({r.token_id for r in rows}) == 4
+    assert count(db, Contact) == 4 and count(db, Token) == 6 and count(db, Delivery) == 6
+
+
+def test_a_suppressed_address_is_queued_and_skipped_when_due(
+    trigger: Trigger, db: Session, settings: Settings, client: TestClient
+) -> None:
+    suppressed = client.post(
+        "/admin/v1/suppressions", json={"address": "gone@example.com"}, headers=trigger.admin.headers
+    )
+    assert suppressed.status_code == 201, suppressed.text
+    response = trigger.post({"emails": ["gone@example.com", "here@example.com"]})
+    assert response.status_code == 200, response.text
+    with SmtpSink() as sink:
+        smtp = settings.model_copy(
+            update={"smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_starttls": False, "smtp_from": "l@x.org"}
+        )
+        worker = Worker(smtp, cast(FastAPI, client.app).state.database)
+        asyncio.run(worker.run_once())
+        assert [m["To"] for m in sink.messages] == ["here@example.com"]
+    rows = batch_rows(db, response.json()["batch"]["uuid"])
+    assert [(r.email, r.status) for r in rows] == [("gone@example.com", "skipped"), ("here@example.com", "sent")]
+
+
+def test_a_clashing_person_code_or_token_code_is_drawn_again(
+    trigger: Trigger, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert trigger.post({"email": "first@example.com"}).status_code == 200
+    db.rollback()
+    taken = db.execute(select(Contact.serial, Token.code).join(Token, Token.contact_id == Contact.id)).one()
+
+    draws = {"serial": 0, "code": 0}
+
+    def clashing(kind: str, value: str, draw: Any) -> Any:
+        """``draw``, except that its first call returns ``value`` (already stored)."""
+
+        def drawn(*args: Any) -> str:
+            draws[kind] += 1
+            return value if draws[kind] == 1 else str(draw(*args))
+
+        return drawn
+
+    monkeypatch.setattr(contacts, "new_serial", clashing("serial", taken.serial, contacts.new_serial))
+    monkeypatch.setattr(links, "random_code", clashing("code", taken.code, random_code))
+    response = trigger.post({"emails": ["second@example.com", "third@example.com"]})
+    assert response.status_code == 200, response.text
+    assert draws == {"serial": 3, "code": 3}  # two recipients, one drawn again
+    rows = batch_rows(db, response.json()["batch"]["uuid"])
+    assert [r.email for r in rows] == ["second@example.com", "third@example.com"]
+    assert count(db, Contact) == 3 and count(db, Token) == 3
+    assert db.scalar(select(func.count(func.distinct(Contact.serial)))) == 3
+    assert db.scalar(select(func.count(func.distinct(Token.code)))) == 3
+
+
+def test_overlapping_batches_at_once_share_one_contact_per_address(
+    client: TestClient, admin: Admin, make_survey: MakeSurvey, settings: Settings, db: Session
+) -> None:
+    survey = make_survey(admin, status="active")
+    triggers = [Trigger(client, admin, survey), Trigger(client, admin, survey)]  # two tokens: no shared cooldown
+    apps = [create_app(settings), create_app(settings)]
+    # Opposite orders: rows inserted in the order given would take the overlap's index locks crosswise.
+    batches = [[f"p{i:03d}@example.com" for i in range(0, 200)], [f"p{i:03d}@example.com" for i in range(299, 99, -1)]]
+
+    async def race() -> list[httpx.Response]:
+        clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url="http://testserver") for a in apps]
+        try:
+            return await asyncio.gather(
+                *(clients[i].post(URL, json={"emails": batches[i]}, headers=triggers[i].auth) for i in range(2))
+            )
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    responses = asyncio.run(race())
+    assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+    assert count(db, Contact) == 300
+    for response, addresses in zip(responses, batches, strict=True):
+        rows = batch_rows(db, response.json()["batch"]["uuid"])
+        assert [r.email for r in rows] == sorted(addresses) and all(r.contact_id == r.id for r in rows)
+    for a in apps:
+        a.state.database.dispose()
+
+
+def test_issuing_a_mailing_s_tokens_again_returns_the_tokens_held(trigger: Trigger, db: Session, app: FastAPI) -> None:
+    response = trigger.post({"emails": ["a@example.com", "b@example.com"]})
+    assert response.status_code == 200, response.text
+    rows = batch_rows(db, response.json()["batch"]["uuid"])
+    mailing_id = db.scalar(select(Mailing.id).where(Mailing.uuid == response.json()["batch"]["uuid"]))
+    assert mailing_id is not None
+    database: Database = app.state.database
+
+    def issue_again(session: Session) -> dict[int, int]:
+        ids = [r.id for r in rows]
+        return links.issue_mailing_tokens(session.connection(), trigger.survey["id"], mailing_id, ids, utcnow())
+
+    assert database.write_blocking(issue_again) == {r.id: r.token_id for r in rows}
+    assert count(db, Token) == 2
 
 
 def test_templates_fill_four_placeholders_and_nothing_else(

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, Connection, case, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Delivery, Mailing, Survey, Token, utcnow
 from invitelink.models.base import UtcDateTime
 from invitelink.services import events
+from invitelink.services.contacts import insert_rows
 from invitelink.services.upsert import rowcount
 
 # Columns of a bulk INSERT … SELECT into deliveries (here and for reminders in worker/queue.py).
@@ -114,6 +116,27 @@ def enqueue_token_holders(session: Session, mailing: Mailing, due_at: datetime, 
         )
     )
     session.execute(insert(Delivery).from_select(DELIVERY_COLUMNS, rows))
+
+
+def enqueue_new_mailing(
+    conn: Connection, mailing: Mailing, tokens: Mapping[int, int], due_at: datetime, now: datetime
+) -> None:
+    """Queue the invitation of ``mailing``, made in this transaction, to each contact of ``tokens`` (contact id ->
+    its token of the mailing) on the mailing's channel, which each of them must be reachable on (a trigger batch:
+    e-mail to recipients given by address). One plain INSERT: nothing of a new mailing can be queued yet."""
+    if not tokens:
+        return
+    fixed = {
+        "mailing_id": mailing.id,
+        "channel": mailing.channel,
+        "sequence": 0,
+        "status": "queued",
+        "transport_status": "queued",
+        "due_at": due_at,
+        "attempts": 0,
+        "created_at": now,
+    }
+    insert_rows(conn, Delivery, ("contact_id", "token_id"), list(tokens.items()), fixed)
 
 
 # What happened to a survey's deliveries (admin views) ---------------------------------------------------------

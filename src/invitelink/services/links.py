@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Token, utcnow
 from invitelink.security import random_code
-from invitelink.services.upsert import insert_ignore, insert_ignore_many
+from invitelink.services.contacts import insert_rows
+from invitelink.services.upsert import insert_ignore
 
 TOKEN_LENGTH = 16
 TOKEN_INSERT_COLUMNS = (
@@ -52,6 +53,8 @@ def questionnaire_redirect(questionnaire_url: str, code: str) -> str:
 
 
 _t = Token.__table__.c
+# Skipped contacts are read back by the (contact_id, mailing_id) index, this many per IN list.
+_HELD_CHUNK = 500
 # One lookup per channel of issue, built once (hot path): tokens are unique per contact and mailing, and per
 # contact and API access.
 _TOKEN_THROUGH = {
@@ -108,31 +111,36 @@ def issue_token_code(
 
 
 def issue_mailing_tokens(
-    conn: Connection, survey_id: int, mailing_id: int, contact_ids: Sequence[int], now: datetime
-) -> None:
-    """A personal token of ``mailing_id`` for each contact that has none yet, in bulk (insert-or-skip on the
-    unique (contact, mailing)); a contact skipped because its random code clashed is drawn again."""
+    conn: Connection, survey_id: int, mailing_id: int, contact_ids: Iterable[int], now: datetime
+) -> dict[int, int]:
+    """A personal token of ``mailing_id`` for each contact that has none yet, in bulk; returns contact id -> token id
+    for every contact given.
+
+    Insert-or-skip on the unique (contact, mailing), returning what was inserted; a skipped contact either holds a
+    token of the mailing already (read back through that index) or lost on its random code, and is drawn again."""
+    tokens: dict[int, int] = {}
     pending = list(contact_ids)
+    fixed = {"survey_id": survey_id, "kind": "personal", "mailing_id": mailing_id, "notice": "", "created_at": now}
     for _attempt in range(3):
         if not pending:
-            return
-        conn.execute(
-            insert_ignore_many(Token.__table__, TOKEN_INSERT_COLUMNS),
-            [
-                {
-                    "code": random_code(TOKEN_LENGTH),
-                    "survey_id": survey_id,
-                    "contact_id": contact_id,
-                    "kind": "personal",
-                    "api_access_id": None,
-                    "mailing_id": mailing_id,
-                    "notice": "",
-                    "created_at": now,
-                }
-                for contact_id in pending
-            ],
+            return tokens
+        inserted = insert_rows(
+            conn,
+            Token,
+            ("code", "contact_id"),
+            [(random_code(TOKEN_LENGTH), contact_id) for contact_id in pending],
+            fixed,
+            returning=("contact_id", "id"),
+            skip_conflicts=True,
         )
-        issued = set(conn.execute(select(_t.contact_id).where(_t.mailing_id == mailing_id)).scalars())
-        pending = [contact_id for contact_id in pending if contact_id not in issued]
+        tokens.update({row.contact_id: row.id for row in inserted})
+        skipped = [contact_id for contact_id in pending if contact_id not in tokens]
+        for start in range(0, len(skipped), _HELD_CHUNK):
+            held = select(_t.contact_id, _t.id).where(
+                _t.mailing_id == mailing_id, _t.contact_id.in_(skipped[start : start + _HELD_CHUNK])
+            )
+            tokens.update({row.contact_id: row.id for row in conn.execute(held)})
+        pending = [contact_id for contact_id in skipped if contact_id not in tokens]
     if pending:
         raise RuntimeError("could not issue unique tokens")
+    return tokens

@@ -14,19 +14,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, bindparam, func, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from invitelink.models import Contact, Delivery, Mailing, TriggerToken, utcnow
+from invitelink.models import Delivery, Mailing, TriggerToken, utcnow
 from invitelink.services import idempotency, trigger_tokens
-from invitelink.services.contacts import CONTACT_INSERT_COLUMNS, new_serial
-from invitelink.services.deliveries import enqueue_token_holders
+from invitelink.services.contacts import contacts_by_email
+from invitelink.services.deliveries import enqueue_new_mailing
 from invitelink.services.errors import InvalidInput, RateLimited
 from invitelink.services.fields import check_single_line, whole_number
 from invitelink.services.identity import normalize_email
 from invitelink.services.links import issue_mailing_tokens
 from invitelink.services.trigger_tokens import Caller
-from invitelink.services.upsert import insert_ignore_many
 
 MAX_NAME_LENGTH = 200
 MAX_SUBJECT_LENGTH = 300
@@ -35,8 +34,6 @@ MAX_METADATA_BYTES = 4096
 MAX_DELAY = timedelta(days=365)
 MAX_REMINDER_DAYS = 365
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-# SQLite allows 32766 bound parameters per statement; IN lists stay well below.
-CHUNK = 500
 
 log = logging.getLogger("invitelink.trigger")
 
@@ -249,58 +246,6 @@ def _check_flood(session: Session, token_id: int, recipients: int, limits: Limit
         )
 
 
-def _contact_ids(conn: Connection, survey_id: int, recipients: list[Recipient], now: datetime) -> dict[str, int]:
-    """The survey's contact id for every address, creating the missing contacts (insert-or-fetch)."""
-    c = Contact.__table__.c
-    addresses = [r.email for r in recipients]
-
-    def lookup() -> dict[str, tuple[int, str]]:
-        found: dict[str, tuple[int, str]] = {}
-        for start in range(0, len(addresses), CHUNK):
-            rows = conn.execute(
-                select(c.id, c.email, c.name).where(
-                    c.survey_id == survey_id, c.email.in_(addresses[start : start + CHUNK])
-                )
-            )
-            found.update({row.email: (row.id, row.name) for row in rows})
-        return found
-
-    found = lookup()
-    missing = [r for r in recipients if r.email not in found]
-    if missing:
-        # Concurrent calls may create the same contact: ON CONFLICT DO NOTHING, then read the winners.
-        conn.execute(
-            insert_ignore_many(Contact.__table__, CONTACT_INSERT_COLUMNS),
-            [
-                {
-                    "survey_id": survey_id,
-                    "email": r.email,
-                    "mobile": None,
-                    "uid": None,
-                    "subgroup": "",
-                    "anonymous": False,
-                    "name": r.name,
-                    "serial": new_serial(),
-                    "created_at": now,
-                }
-                for r in missing
-            ],
-        )
-        found = lookup()
-    renamed = [
-        {"contact_id": found[r.email][0], "new_name": r.name}
-        for r in recipients
-        if r.name and found[r.email][1] != r.name
-    ]
-    if renamed:
-        # The latest name a trigger gives is the one the invitation greets.
-        conn.execute(
-            update(Contact).where(c.id == bindparam("contact_id")).values(name=bindparam("new_name")),
-            renamed,
-        )
-    return {email: ident for email, (ident, _name) in found.items()}
-
-
 def queue_batch(session: Session, caller: Caller, request: TriggerRequest, limits: Limits, now: datetime) -> Mailing:
     """Queue one batch: the trigger mailing, and per recipient a contact, a personal token and a delivery."""
     if caller.workspace.status != "active":
@@ -326,11 +271,12 @@ def queue_batch(session: Session, caller: Caller, request: TriggerRequest, limit
     )
     session.add(mailing)
     session.flush()
+    # Bulk statements over the connection, none per recipient. The latest name a trigger gives is the one the
+    # invitation greets, so an existing contact takes it.
     conn = session.connection()
-    contacts = _contact_ids(conn, caller.survey.id, request.recipients, now)
-    # The batch is a new mailing: its token holders are exactly this call's recipients.
-    issue_mailing_tokens(conn, caller.survey.id, mailing.id, list(contacts.values()), now)
-    enqueue_token_holders(session, mailing, request.scheduled_at)
+    contacts = contacts_by_email(conn, caller.survey.id, {r.email: r.name for r in request.recipients}, now)
+    tokens = issue_mailing_tokens(conn, caller.survey.id, mailing.id, contacts.values(), now)
+    enqueue_new_mailing(conn, mailing, tokens, request.scheduled_at, now)
     return mailing
 
 

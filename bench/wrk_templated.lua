@@ -1,0 +1,50 @@
+-- wrk script: the URL's path and query is a template. In each request, "__N__" becomes "<thread>-<n>" (unique within
+-- a run: e.g. a new e-mail address per request) and "__R__" a random whole number from 0 to the script's first
+-- argument minus one (e.g. one of the addresses a database was seeded with): wrk ... -s wrk_templated.lua URL -- 1000000
+-- done() prints the same "WRK_RESULT {json}" line as wrk_unique_uid.lua, which bench/contacts_scale.py parses.
+
+local threads = {}
+
+function setup(thread)
+   table.insert(threads, thread)
+   thread:set("id", #threads)
+end
+
+function init(args)
+   template = wrk.path
+   range = tonumber(args[1] or "1")
+   math.randomseed(os.time() * 1000 + id)
+   n = 0
+   non_2xx = 0
+end
+
+function request()
+   n = n + 1
+   local path = template:gsub("__N__", id .. "-" .. n)
+   path = path:gsub("__R__", tostring(math.random(0, range - 1)))
+   return wrk.format(nil, path)
+end
+
+function response(status, headers, body)
+   if status < 200 or status > 299 then
+      non_2xx = non_2xx + 1
+   end
+end
+
+function done(summary, latency, requests)
+   local non_2xx_total = 0
+   local sent = 0
+   for _, thread in ipairs(threads) do
+      non_2xx_total = non_2xx_total + thread:get("non_2xx")
+      sent = sent + thread:get("n")
+   end
+   local e = summary.errors
+   io.write(string.format(
+      'WRK_RESULT {"requests": %d, "sent": %d, "duration_us": %d, "bytes": %d, ' ..
+      '"errors": {"connect": %d, "read": %d, "write": %d, "timeout": %d, "status": %d, "non_2xx": %d}, ' ..
+      '"latency_ms": {"min": %.3f, "mean": %.3f, "max": %.3f, "p50": %.3f, "p90": %.3f, "p99": %.3f}}\n',
+      summary.requests, sent, summary.duration, summary.bytes,
+      e.connect, e.read, e.write, e.timeout, e.status, non_2xx_total,
+      latency.min / 1000, latency.mean / 1000, latency.max / 1000,
+      latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000))
+end
