@@ -1,5 +1,7 @@
 """One access-log line per request, written by this middleware instead of uvicorn's (whose lines carry full URLs:
-API keys in ``?act=``, token codes in ``?d=``), and the request counters of /metrics, counted in the same place.
+API keys in ``?act=``, token codes in ``?d=``), the request counters of /metrics, and the request id (the caller's
+``X-Request-ID`` when it is sane, else a new one: on the answer and on every log line of the request), all in one
+pass: each ASGI layer costs the hot path its own wrapping of send.
 
 The line names the method, the path and query with every secret value replaced, the status, the duration, the API
 family and (through the logging filter) the request id. Headers are never logged, so neither is Authorization."""
@@ -9,10 +11,12 @@ from __future__ import annotations
 import logging
 import re
 from time import perf_counter
+from uuid import uuid4
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from invitelink import metrics
+from invitelink.logs import correlation_id, request_id_is_sane
 
 log = logging.getLogger("invitelink.access")
 
@@ -67,6 +71,8 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         start = perf_counter()
+        request_id = _request_id(scope["headers"])
+        bound = correlation_id.set(request_id)
         # An exception raised through here becomes Starlette's 500 further out: count and log it as one.
         status = 500
 
@@ -74,6 +80,7 @@ class RequestLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
@@ -102,3 +109,12 @@ class RequestLog:
                         "family": family,
                     },
                 )
+            correlation_id.reset(bound)
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == b"x-request-id":
+            caller = value.decode("latin-1")
+            return caller if request_id_is_sane(caller) else uuid4().hex
+    return uuid4().hex

@@ -7,7 +7,6 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
@@ -22,7 +21,6 @@ from invitelink.db import Database
 from invitelink.docs import install_docs
 from invitelink.families.registry import FAMILIES, renderer_for
 from invitelink.limits import BodySizeLimit
-from invitelink.logs import request_id_is_sane
 from invitelink.migrate import is_at_head
 from invitelink.rate_limits import RateLimits
 from invitelink.security import PasswordWorkBusy, limit_password_work
@@ -138,7 +136,6 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
     )
     # Added last, so outermost: the request id is set before anything logs, and the access log times everything.
     app.add_middleware(RequestLog, write_lines=settings.access_log)
-    app.add_middleware(CorrelationIdMiddleware, validator=request_id_is_sane)
     # The families in the registry's order (families/registry.py says why the order matters).
     for family in FAMILIES:
         for router in family.routers:

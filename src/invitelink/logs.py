@@ -7,9 +7,8 @@ from __future__ import annotations
 import logging
 import logging.config
 import re
+from contextvars import ContextVar
 from typing import Any
-
-from asgi_correlation_id.context import correlation_id
 
 from invitelink.config import Settings
 
@@ -31,9 +30,14 @@ def request_id_is_sane(value: str) -> bool:
     return SANE_REQUEST_ID.match(value) is not None
 
 
+# The id of the request being handled, set by the access log middleware (access_log.RequestLog) for the request's
+# task and the threads it hands work to; None outside a request.
+correlation_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
 class RequestIdFilter(logging.Filter):
-    """Stamps each record with the id of the request being handled (asgi-correlation-id's context variable, set by
-    its middleware), or None outside a request: the worker, startup, the group committer's thread."""
+    """Stamps each record with the id of the request being handled (``correlation_id``), or None outside a request:
+    the worker, startup, the group committer's thread."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         request_id = correlation_id.get()
