@@ -54,18 +54,25 @@ class BodySizeLimit:
         received = 0
         exceeded = False
         timed_out = False
+        body_done = False
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received, exceeded, timed_out
+            nonlocal received, exceeded, timed_out, body_done
             if exceeded or timed_out:
                 return {"type": "http.disconnect"}
+            if body_done:
+                # Past the body, a receive() waits for the client to leave (a streamed CSV export listens so for
+                # its whole length): no timeout there.
+                return await receive()
             try:
                 async with asyncio.timeout(self.read_timeout):
                     message = await receive()
             except TimeoutError:
                 timed_out = True  # the app stops reading as if the client left; the 408 below replaces its answer
                 return {"type": "http.disconnect"}
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_done = True
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
