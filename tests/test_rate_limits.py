@@ -30,11 +30,13 @@ from invitelink.rate_limits import MemoryWindows, RateLimits, Rule
 from invitelink.services import accounts
 from invitelink.services.errors import RateLimited
 from tests.conftest import PASSWORD, Admin, MakeSurvey
+from tests.invites import invite
 from tests.test_sosci import Sosci
 from tests.test_supply import Supply
 
 REDIS_URL = os.environ.get("INVITELINK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 LOGIN = "/admin/v1/auth/token"
+ACCEPT = "/admin/v1/invitations/accept"
 THROTTLED = {"detail": "too many failed logins; try again later"}
 INCORRECT = {"detail": "incorrect e-mail or password"}
 
@@ -121,6 +123,23 @@ def test_login_throttle_per_account_treats_unknown_and_known_emails_alike(settin
         with security.password_slot():
             assert_throttled(login(client, unknown, "wrong password"))
             assert login(client, "someone-else@example.org", "wrong password").status_code == 503
+
+
+def test_accepting_invitations_with_a_password_shares_the_login_throttle(settings: Settings) -> None:
+    """Anyone can make a workspace and invite any address: without the login's limits, invitation after invitation
+    would let its secret's holder guess the invited account's password without end."""
+    app = create_app(limited(settings, login_failures_per_account=3, login_failures_per_address=100))
+    victim = new_account(app)
+    with TestClient(app) as client:
+        attacker = login(client, new_account(app), PASSWORD).json()["access_token"]
+        headers = {"Authorization": f"Bearer {attacker}"}
+        answers = []
+        for _ in range(4):  # a fresh invitation each time
+            secret = invite(client, headers, victim)["secret"]
+            answers.append(client.post(ACCEPT, json={"secret": secret, "password": "a wrong guess"}))
+        assert [a.status_code for a in answers] == [401, 401, 401, 429], [a.text for a in answers]
+        # And the login sees the same count.
+        assert_throttled(login(client, victim, "another guess"))
 
 
 def test_login_throttle_per_address(settings: Settings) -> None:

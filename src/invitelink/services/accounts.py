@@ -77,16 +77,6 @@ def create_admin(
     return create_workspace(session, workspace_name, user), user
 
 
-def login(
-    session: Session, email: str, password: str, workspace_id: int | None, ttl: timedelta
-) -> tuple[str, AdminSession]:
-    """Check the password and open a session in ``workspace_id`` (default: the user's first workspace)."""
-    user = session.scalar(select(User).where(User.email == normalize_email(email)))
-    if not verify_password(user.password_hash if user else None, password) or user is None:
-        raise Unauthorized("incorrect e-mail or password")
-    return open_session(session, user, workspace_id, ttl)
-
-
 def open_session(session: Session, user: User, workspace_id: int | None, ttl: timedelta) -> tuple[str, AdminSession]:
     stmt = select(Membership).where(Membership.user_id == user.id)
     if workspace_id is not None:

@@ -48,6 +48,7 @@ class Invited:
     """What accepting with a password needs to know before the password is checked (outside the writer)."""
 
     invitation_id: int
+    email: str  # the invited address: whose failed password checks count (api/admin/login_throttle.py)
     # The invited address's account's hash; None: no account has the address, accepting creates one.
     password_hash: str | None
 
@@ -178,7 +179,7 @@ def look_up(session: Session, secret: str) -> Invited:
     """The usable invitation behind ``secret``, and the hash of its address's account if there is one (read)."""
     invitation = _usable(session, _by_secret(secret), lock=False)
     password_hash = session.scalar(select(User.password_hash).where(User.email == invitation.email))
-    return Invited(invitation.id, password_hash)
+    return Invited(invitation.id, invitation.email, password_hash)
 
 
 def accept_signed_in(session: Session, secret: str, bearer: str, ttl: timedelta) -> Joined:

@@ -1,9 +1,9 @@
 """The admin login in steps, so the password check runs outside any transaction: read the account's password
 hash (read engine), verify it (argon2, in a thread, bounded per process), then open the session (write seam).
 
-``accounts.login`` does the same in one transaction; in an admin request that transaction is the unit of work,
-which on SQLite holds the single writer (and on PostgreSQL a pooled connection) for the ~100 ms of argon2 and for
-any wait for an argon2 slot. The login route (api/admin/auth.py) uses these steps instead."""
+In one transaction, in an admin request's unit of work, the check would hold the single writer on SQLite (and a
+pooled connection on PostgreSQL) for the ~100 ms of argon2 and for any wait for an argon2 slot. This is the only
+login path (api/admin/auth.py), so the throttle there covers every login."""
 
 from __future__ import annotations
 

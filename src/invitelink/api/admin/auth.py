@@ -15,7 +15,6 @@ with the owner (the same NAT) gets the address limit instead of the account limi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
@@ -25,20 +24,19 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from invitelink.api.admin.deps import CurrentPrincipal, Db
 from invitelink.api.admin.errors import AdminRoute, render
+from invitelink.api.admin.login_throttle import KNOWN_ADDRESS, KNOWN_ADDRESS_SECONDS, admit, pair
 from invitelink.api.admin.schemas import MeOut, TokenOut, UserOut, WorkspaceOut
 from invitelink.api.deps import DatabaseDep, SettingsDep
 from invitelink.api.errors import family_route
-from invitelink.rate_limits import RateLimits, RateLimitsDep
+from invitelink.rate_limits import RateLimitsDep
 from invitelink.security import verify_password
 from invitelink.services import accounts, logins
-from invitelink.services.errors import InvalidInput, RateLimited, Unauthorized
+from invitelink.services.errors import InvalidInput, Unauthorized
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=AdminRoute)
 # The login is no unit of work: the password check must not hold a transaction (services/logins.py says why).
 LoginRoute = family_route(render, validation_status=422)
 SCOPE_WORKSPACE = re.compile(r"^workspace:(\d{1,18})$")
-KNOWN_ADDRESS = "login-known-address"
-KNOWN_ADDRESS_SECONDS = 30 * 86_400
 
 
 def _workspace_from_scopes(scopes: list[str]) -> int | None:
@@ -49,39 +47,6 @@ def _workspace_from_scopes(scopes: list[str]) -> int | None:
     if scopes:
         raise InvalidInput("scope: use 'workspace:<id>' to log into a given workspace, or leave it empty")
     return None
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """A login counted as failed in advance, under the address and (unless let past a full window) the account."""
-
-    limits: RateLimits
-    account: str
-    address: str
-    account_counted: bool
-
-    async def give_back(self) -> None:
-        """It did not fail after all (it succeeded, or never got to the password check)."""
-        await self.limits.give_back(self.limits.rules.login_address, self.address)
-        if self.account_counted:
-            await self.limits.give_back(self.limits.rules.login_account, self.account)
-
-
-def _pair(account: str, address: str) -> str:
-    return f"{account}\n{address}"
-
-
-async def _admit(limits: RateLimits, account: str, address: str) -> Attempt:
-    """Count the attempt, or refuse it (RateLimited, 429) before any argon2 work. The address first: an attempt
-    refused for its account still counts against its address, so hammering a locked account costs its sender."""
-    await limits.hit(limits.rules.login_address, address)
-    try:
-        await limits.hit(limits.rules.login_account, account)
-    except RateLimited:
-        if await limits.remembered(KNOWN_ADDRESS, _pair(account, address)):
-            return Attempt(limits, account, address, account_counted=False)
-        raise
-    return Attempt(limits, account, address, account_counted=True)
 
 
 async def login(
@@ -95,7 +60,7 @@ async def login(
     workspace_id = _workspace_from_scopes(form.scopes)
     account = accounts.normalize_email(form.username)
     address = request.client.host if request.client else "unknown"
-    attempt = await _admit(limits, account, address)
+    attempt = await admit(limits, account, address)
     try:
         found = await database.read(logins.account_of, account)
         # In a thread, outside any transaction; waits for an argon2 slot (security.limit_password_work), else
@@ -107,7 +72,7 @@ async def login(
     if found is None or not verified:
         raise Unauthorized(logins.INCORRECT)
     await attempt.give_back()
-    await limits.remember(KNOWN_ADDRESS, _pair(account, address), KNOWN_ADDRESS_SECONDS)
+    await limits.remember(KNOWN_ADDRESS, pair(account, address), KNOWN_ADDRESS_SECONDS)
     opened = await database.write(logins.open_session, found.user_id, workspace_id, ttl)
     return TokenOut(
         access_token=opened.token,

@@ -12,11 +12,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from invitelink.api.admin.deps import Admin, Db, Limit, oauth2
 from invitelink.api.admin.errors import AdminRoute, render
+from invitelink.api.admin.login_throttle import admit
 from invitelink.api.admin.schemas import (
     InvitationAccept,
     InvitationCreated,
@@ -27,6 +28,7 @@ from invitelink.api.admin.schemas import (
 )
 from invitelink.api.deps import DatabaseDep, SettingsDep
 from invitelink.api.errors import family_route
+from invitelink.rate_limits import RateLimits, RateLimitsDep
 from invitelink.security import hash_password, verify_password
 from invitelink.services import invitations
 from invitelink.services.errors import InvalidInput, Unauthorized
@@ -154,9 +156,11 @@ def revoke_invitation(invitation_id: InvitationId, db: Db, principal: Admin) -> 
     },
 )
 async def accept_invitation(
+    request: Request,
     body: InvitationAccept,
     database: DatabaseDep,
     settings: SettingsDep,
+    limits: RateLimitsDep,
     bearer: Annotated[str | None, Depends(oauth2)],
 ) -> TokenOut:
     ttl = timedelta(hours=settings.admin_session_hours)
@@ -170,7 +174,8 @@ async def accept_invitation(
             "has none yet, the password it is to have)"
         )
     else:
-        joined = await _accept_with_password(database, body.secret, body.password, ttl)
+        address = request.client.host if request.client else "unknown"
+        joined = await _accept_with_password(database, limits, address, body.secret, body.password, ttl)
     return TokenOut(
         access_token=joined.token,
         expires_in=int(ttl.total_seconds()),
@@ -180,7 +185,7 @@ async def accept_invitation(
 
 
 async def _accept_with_password(
-    database: DatabaseDep, secret: str, password: str, ttl: timedelta
+    database: DatabaseDep, limits: RateLimits, address: str, secret: str, password: str, ttl: timedelta
 ) -> invitations.Joined:
     # One argon2 computation on either path (a hash for a new account, a verification for an existing one), run
     # in the thread pool with no transaction open.
@@ -188,7 +193,16 @@ async def _accept_with_password(
     if invited.password_hash is None:
         password_hash = await run_in_threadpool(hash_password, password)
         return await database.write(invitations.accept_as_new, invited, password_hash, ttl)
-    if await run_in_threadpool(verify_password, invited.password_hash, password):
+    # An existing account's password is checked under the login's limits (same counts), so whoever holds an
+    # invitation secret cannot guess the account's password past them, invitation after invitation.
+    attempt = await admit(limits, invited.email, address)
+    try:
+        verified = await run_in_threadpool(verify_password, invited.password_hash, password)
+    except Exception:
+        await attempt.give_back()
+        raise
+    if verified:
+        await attempt.give_back()
         return await database.write(invitations.accept_as_account, invited, ttl)
     await database.write(invitations.record_wrong_password, invited.invitation_id)
     raise Unauthorized("incorrect password for the invited account")
