@@ -43,6 +43,9 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         # SQLite cannot ALTER most things in place; batch mode rebuilds tables instead.
         render_as_batch=connection.dialect.name == "sqlite",
+        # SQLite can roll DDL back too: one transaction for the whole upgrade, so a failed foreign key check after
+        # it (see _run) leaves the database as it was.
+        transactional_ddl=True,
         compare_type=True,
         compare_server_default=True,
         render_item=_render_item,
@@ -52,19 +55,22 @@ def _configure(connection: Connection) -> None:
 def _run(connection: Connection) -> None:
     """Run the migrations on ``connection``. On SQLite, with foreign keys off: batch mode rebuilds a table by
     copying it and dropping the original, and with foreign keys on that DROP deletes (ON DELETE CASCADE) every row
-    of every table that references it. The check after the run proves no reference was left dangling."""
+    of every table that references it. The check after the run, in the same transaction, refuses (and rolls back)
+    an upgrade that left a reference dangling."""
     sqlite = connection.dialect.name == "sqlite"
     if sqlite:
         _pragma(connection, "foreign_keys=OFF")
-    _configure(connection)
-    with context.begin_transaction():
-        context.run_migrations()
+    try:
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite:
+                dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if dangling:
+                    raise RuntimeError(f"migration left rows pointing at missing rows: {dangling[:5]}")
+    finally:
         if sqlite:
-            dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            if dangling:
-                raise RuntimeError(f"migration left rows pointing at missing rows: {dangling[:5]}")
-    if sqlite:
-        _pragma(connection, "foreign_keys=ON")
+            _pragma(connection, "foreign_keys=ON")  # the transaction has ended, so SQLite takes it
 
 
 def _pragma(connection: Connection, setting: str) -> None:

@@ -67,9 +67,15 @@ def upgrade() -> None:
             )
             op.create_check_constraint(check_name, table, check)
     op.add_column("participations", sa.Column("reported_at", sa.DateTime(timezone=True), nullable=True))
-    # A completion the callback confirmed is known to come from it. Every other outcome recorded before this
-    # revision keeps no source: which side sent it is unknown, so it stays final (only browser outcomes reverse).
+    # A completion the callback confirmed is known to come from it. Other final outcomes recorded before this
+    # revision are marked as the browser's, so a callback arriving after the upgrade can still confirm them
+    # (verified), as it can newer ones. Every survey had the default (browser) verification then, in which a
+    # callback only confirms and never reverses.
     op.execute("UPDATE participations SET outcome_source = 'callback' WHERE verified_at IS NOT NULL")
+    op.execute(
+        "UPDATE participations SET outcome_source = 'browser' WHERE verified_at IS NULL "
+        "AND status IN ('completed', 'terminated', 'quotafull', 'security') AND outcome_source IS NULL"
+    )
 
 
 def downgrade() -> None:

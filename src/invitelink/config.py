@@ -17,7 +17,10 @@ SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="INVITELINK_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a rejected value (a database or Redis URL) may carry a password; errors name the field.
+    model_config = SettingsConfigDict(
+        env_prefix="INVITELINK_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = "sqlite:///./var/invitelink.db"
     public_url: str = "http://127.0.0.1:8000"
@@ -66,8 +69,10 @@ class Settings(BaseSettings):
     # Supplier API: calls per key and minute.
     supplier_requests_per_minute: int = 600
     # SoSci API: send_mail calls per API access key, a burst per minute and a ceiling per hour.
-    sosci_send_mail_per_minute: int = 200
-    sosci_send_mail_per_hour: int = 2000
+    # As generous as the trigger's flood limit (20,000 recipients an hour): a lab mailing its whole panel through
+    # send_mail stays under it; a leaked key cannot mail the world.
+    sosci_send_mail_per_minute: int = 600
+    sosci_send_mail_per_hour: int = 20_000
     # Admin login: failed logins per account (the e-mail) and per client address within the window.
     login_failures_per_account: int = 10
     login_failures_per_address: int = 50
