@@ -244,8 +244,13 @@ async def create_endpoint(
     request: Request, body: EndpointIn, principal: Admin, database: DatabaseDep, settings: SettingsDep
 ) -> Response:
     keyed = await idempotency_key(request)
-    url = await check_url(body.url, allow_private=settings.webhook_allow_private)
     credential = idempotency.credential_of(request.headers.get("authorization", ""))
+    if keyed is not None:
+        # A replay answers before the URL is resolved again: the first answer, whatever DNS says now.
+        stored = await database.read(idempotency.replay, credential, keyed)
+        if stored is not None:
+            return replayed(stored)
+    url = await check_url(body.url, allow_private=settings.webhook_allow_private)
     answer = await database.write(
         webhooks.create_endpoint_once,
         principal.workspace_id,

@@ -37,7 +37,7 @@ DOC = """One URL per survey project, as SoSci Survey has it.
   form body or a JSON body; other fields are ignored, whatever their type. Errors: `{"result": "error",
   "error": "…", …}` (link functions add `"url": null`, `serial_status` the `code`, `address_status` the four
   search parameters) with 400 (bad request), 404 (unknown key, not found) or 405 (another method).
-* `send_mail` is limited per API key (flood protection; by default 200 calls a minute and 2,000 an hour, README
+* `send_mail` is limited per API key (flood protection; by default 600 calls a minute and 20,000 an hour, README
   "Rate limits"): over it, 429 with `Retry-After` (seconds) and the link functions' error body,
   `{"result": "error", "error": "flood protection: …", "url": null}`. `create_link` is not limited.
 * `address_status` lists each mailing attempted or queued for the contact as `M{id}`. `sendTime` (`YYYY-MM-DD`,
