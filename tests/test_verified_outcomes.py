@@ -406,7 +406,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def test_existing_rows_keep_their_meaning(empty_url: str) -> None:
     """Surveys stored before the setting trust the browser, as they did; a completion the callback had confirmed
-    is known to come from it, and every other stored outcome has no source, so nothing can reverse it."""
+    is known to come from it, and every other stored outcome is the browser's, so a callback arriving after the
+    upgrade can still confirm it (on these surveys a callback never reverses)."""
     config = alembic_config(empty_url)
     command.upgrade(config, "0006")
     engine = create_engine(empty_url)
@@ -439,7 +440,7 @@ def test_existing_rows_keep_their_meaning(empty_url: str) -> None:
         with engine.connect() as conn:
             assert conn.execute(text("SELECT outcome_verification FROM surveys")).scalar_one() == "browser"
             sources = dict(conn.execute(text("SELECT pid, outcome_source FROM participations")).tuples().all())
-            assert sources == {"v": "callback", "b": None, "t": None}
+            assert sources == {"v": "callback", "b": "browser", "t": "browser"}
         command.downgrade(config, "0006")
         command.upgrade(config, "0007")
     finally:
