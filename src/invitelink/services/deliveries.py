@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from invitelink.models import Contact, Delivery, Mailing, Survey, Token, utcnow
 from invitelink.models.base import UtcDateTime
 from invitelink.services import events
-from invitelink.services.contacts import insert_rows
+from invitelink.services.bulk_rows import insert_rows
 from invitelink.services.upsert import rowcount
 
 # Columns of a bulk INSERT … SELECT into deliveries (here and for reminders in worker/queue.py).

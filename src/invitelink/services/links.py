@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.models import Contact, Token, utcnow
 from invitelink.security import random_code
-from invitelink.services.contacts import insert_rows
+from invitelink.services.bulk_rows import insert_rows
 from invitelink.services.upsert import insert_ignore
 
 TOKEN_LENGTH = 16
