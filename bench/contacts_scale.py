@@ -34,12 +34,12 @@ from urllib.parse import urlsplit
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import wrk
 from harness import PYTHON, free_port, wait_for
 from seed_contacts import seed
 from trees import Tree, current_tree, engine_name, load_average, scratch_database
-from wrk import MARKER, WrkResult, wrk_binary
+from wrk import WrkResult
 
-SCRIPT = Path(__file__).resolve().parent / "wrk_templated.lua"
 TARGET = "target: p50 of the largest size within 1.2x of the smallest's, for each call"
 SEED_PREFIX = "seed"
 NEW_PREFIX = "new"
@@ -110,35 +110,16 @@ def serve(database_url: str, tree: Tree) -> Iterator[str]:
 
 
 def run_wrk(args: argparse.Namespace, url: str, seconds: int, seeded: int, name: str) -> WrkResult:
-    """wrk with the templated script on ``url`` (path and query a template, see bench/wrk_templated.lua)."""
-    command = [
-        wrk_binary(),
-        f"--threads={args.threads}",
-        f"--connections={args.connections}",
-        f"--duration={seconds}s",
-        "--timeout=5s",
-        f"--script={SCRIPT}",
-        url,
-        "--",
-        str(seeded),
-    ]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = [line for line in completed.stdout.splitlines() if line.startswith(MARKER)]
-    if completed.returncode != 0 or not lines:
-        raise SystemExit(f"wrk failed (exit {completed.returncode}): {' '.join(command)}\n{completed.stderr}")
-    data = json.loads(lines[-1][len(MARKER) :])
-    kinds: dict[str, int] = data["errors"]
-    latency: dict[str, float] = data["latency_ms"]
-    return WrkResult(
+    """wrk on ``url``, whose path and query are a template ("__N__", "__R__": see bench/wrk_templated.lua)."""
+    parts = urlsplit(url)
+    return wrk.run_wrk(
+        f"{parts.scheme}://{parts.netloc}",
+        f"{parts.path}?{parts.query}",
+        args.threads,
+        args.connections,
+        seconds,
         name=name,
-        requests=int(data["requests"]),
-        seconds=data["duration_us"] / 1e6,
-        # wrk's own "status" counts answers >= 400, which the script's "non_2xx" includes: count them once.
-        errors=sum(count for kind, count in kinds.items() if kind != "status"),
-        error_kinds=kinds,
-        p50=latency["p50"],
-        p90=latency["p90"],
-        p99=latency["p99"],
+        script_args=(str(seeded),),
     )
 
 
@@ -207,7 +188,7 @@ def main() -> None:
     if args.rounds < 1 or args.seconds < 1 or args.threads < 1 or args.connections < args.threads:
         parser.error("--rounds, --seconds and --threads must be >= 1, and --connections >= --threads")
     sizes = sorted(set(args.sizes))
-    wrk_binary()
+    wrk.wrk_binary()  # fails early, with what to install, when wrk is missing
 
     with ExitStack() as stack:
         tree = stack.enter_context(current_tree())

@@ -1,6 +1,6 @@
 """Load from wrk (https://github.com/wg/wrk), a C client that costs the server's 2 cores far less than a Python one.
 
-Every request gets a uid of its own (bench/wrk_unique_uid.lua appends "<thread>-<n>" to the URL's path and query), and
+Every request gets a uid of its own (bench/wrk_templated.lua puts "<thread>-<n>" in the URL's path and query), and
 the script's done() prints one JSON line that :func:`run_wrk` parses into a :class:`WrkResult`."""
 
 from __future__ import annotations
@@ -8,10 +8,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent / "wrk_unique_uid.lua"
+SCRIPT = Path(__file__).resolve().parent / "wrk_templated.lua"
+# The script's placeholders: "<thread>-<n>", unique within a run, and a random number below its first argument.
+UNIQUE = "__N__"
+RANDOM = "__R__"
 MARKER = "WRK_RESULT "
 
 
@@ -48,6 +52,11 @@ def wrk_binary() -> str:
     return path
 
 
+def _templated(path: str) -> bool:
+    """A path that places its varying part itself; any other gets the unique part at its end."""
+    return UNIQUE in path or RANDOM in path
+
+
 def run_wrk(
     url_base: str,
     path_prefix: str,
@@ -57,12 +66,14 @@ def run_wrk(
     *,
     name: str = "",
     timeout: int = 5,
+    script_args: Sequence[str] = (),
 ) -> WrkResult:
     """``connections`` keep-alive connections over ``threads`` threads send GET requests back to back for ``seconds``.
 
     Request paths are ``path_prefix`` + "<thread>-<n>" (``url_base`` is "http://host:port"); ``path_prefix`` should
     end inside the value that must differ per request, e.g. "/p/?act=x&uid=bench-". A request unanswered after
-    ``timeout`` seconds counts as an error."""
+    ``timeout`` seconds counts as an error. ``path_prefix`` may instead place the unique part itself ("__N__"), and
+    "__R__" (a random number below ``script_args[0]``): see bench/wrk_templated.lua."""
     if not path_prefix.startswith("/"):
         raise ValueError(f"path_prefix must start with '/': {path_prefix!r}")
     command = [
@@ -72,7 +83,8 @@ def run_wrk(
         f"--duration={int(seconds)}s",
         f"--timeout={int(timeout)}s",
         f"--script={SCRIPT}",
-        f"{url_base.rstrip('/')}{path_prefix}",
+        f"{url_base.rstrip('/')}{path_prefix if _templated(path_prefix) else path_prefix + UNIQUE}",
+        *(["--", *script_args] if script_args else []),
     ]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in completed.stdout.splitlines() if line.startswith(MARKER)]

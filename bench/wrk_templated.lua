@@ -1,7 +1,9 @@
 -- wrk script: the URL's path and query is a template. In each request, "__N__" becomes "<thread>-<n>" (unique within
 -- a run: e.g. a new e-mail address per request) and "__R__" a random whole number from 0 to the script's first
 -- argument minus one (e.g. one of the addresses a database was seeded with): wrk ... -s wrk_templated.lua URL -- 1000000
--- done() prints the same "WRK_RESULT {json}" line as wrk_unique_uid.lua, which bench/contacts_scale.py parses.
+-- done() prints one line, "WRK_RESULT {json}", that bench/wrk.py parses: requests, duration, every kind of error
+-- (connect, read, write, timeout, status >= 400 as wrk counts it, and any response outside 2xx as this script counts
+-- it) and latency percentiles in ms.
 
 local threads = {}
 
