@@ -65,6 +65,15 @@ def _check_imports_from(src_path: Path, env: dict[str, str], cwd: Path) -> None:
         raise SystemExit(f"PYTHONPATH={src_path} did not take precedence: invitelink was imported from {found}")
 
 
+def own_migrations(root: Path) -> None:
+    """Make ``root``'s src/invitelink find ``root``'s migrations. An editable install maps `invitelink.migrations`
+    to the main checkout's migrations/, so code run from another tree with PYTHONPATH would otherwise migrate with
+    the main tree's (possibly newer) revisions; a package folder of that name inside the tree is found first."""
+    link = root / "src" / "invitelink" / "migrations"
+    if not link.exists():
+        link.symlink_to(root / "migrations", target_is_directory=True)
+
+
 @contextmanager
 def worktree(ref: str) -> Iterator[Path]:
     """A detached checkout of ``ref`` in a temporary folder (`git worktree add`), removed afterwards; yields its path.
@@ -78,6 +87,7 @@ def worktree(ref: str) -> Iterator[Path]:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    own_migrations(path)
     try:
         yield path
     finally:
@@ -97,6 +107,7 @@ def working_tree_copy() -> Iterator[Path]:
         shutil.copytree(root / "src", path / "src", ignore=ignore)
         shutil.copytree(root / "migrations", path / "migrations", ignore=ignore)
         shutil.copy2(root / "alembic.ini", path / "alembic.ini")
+        own_migrations(path)
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import BENCH, working_tree_copy, worktree
+from harness import BENCH, own_migrations, working_tree_copy, worktree
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -33,22 +33,12 @@ def git(*args: str) -> str:
     ).stdout.strip()
 
 
-def _own_migrations(root: Path) -> None:
-    """Make ``root``'s src/invitelink find ``root``'s migrations. An editable install maps `invitelink.migrations`
-    to the main checkout's migrations/, so code run from another tree with PYTHONPATH would otherwise migrate with
-    the main tree's (possibly newer) revisions; a package folder of that name inside the tree is found first."""
-    link = root / "src" / "invitelink" / "migrations"
-    if not link.exists():
-        link.symlink_to(root / "migrations", target_is_directory=True)
-
-
 @contextmanager
 def current_tree() -> Iterator[Tree]:
     """The working tree as it is now (copied: it may be edited while this runs)."""
     head = git("rev-parse", "--short", "HEAD")
     changed = git("status", "--porcelain", "--", "src", "migrations", "alembic.ini")
     with working_tree_copy() as path:
-        _own_migrations(path)
         state = " + uncommitted changes" if changed else ", unchanged"
         yield Tree("current", f"current = the working tree at start ({head}{state}; copied)", path / "src")
 
@@ -63,7 +53,7 @@ def folder_tree(root: Path) -> Iterator[Tree]:
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "migrations")
         shutil.copytree(root / "src", copy / "src", ignore=ignore)
         shutil.copytree(root / "migrations", copy / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
-        _own_migrations(copy)
+        own_migrations(copy)
         yield Tree(str(root), f"{root} (copied)", copy / "src")
     finally:
         shutil.rmtree(copy, ignore_errors=True)
@@ -77,7 +67,6 @@ def checkout(ref: str) -> Iterator[Tree]:
     except subprocess.CalledProcessError:
         raise SystemExit(f"--ref {ref}: not a commit in this repository") from None
     with worktree(short) as path:
-        _own_migrations(path)
         yield Tree(ref, f"{ref} = {short} (git worktree)", path / "src")
 
 
