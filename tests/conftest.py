@@ -24,6 +24,9 @@ from invitelink.migrate import upgrade_to_head
 from invitelink.models import Base
 from invitelink.services import accounts
 
+# Fixtures shared by several test modules, which ask for them by name (an import would shadow every parameter).
+pytest_plugins = ["tests.fixtures_worker", "tests.fixtures_webhooks"]
+
 PG_URL = os.environ.get("INVITELINK_TEST_DATABASE_URL")
 ENGINES = ["sqlite", *(["postgresql"] if PG_URL else [])]
 PASSWORD = "correct horse battery"

@@ -7,14 +7,13 @@ counter the test moves on, and a delivery's tries so far are its ``attempts`` in
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -33,22 +32,7 @@ from invitelink.worker.queue import retry_delay
 from invitelink.worker.runner import Worker
 from tests.smtp_server import RecordingHandler, free_port
 
-T = TypeVar("T")
 OWNER, OWNER_PASSWORD = "owner@example.org", "password123"
-
-
-@pytest.fixture
-def database(settings: Settings) -> Iterator[Database]:
-    db = Database(settings.database_url, pool_size=4)
-    yield db
-    db.dispose()
-
-
-@pytest.fixture
-def arun() -> Iterator[Callable[[Coroutine[Any, Any, T]], T]]:
-    loop = asyncio.new_event_loop()
-    yield loop.run_until_complete
-    loop.close()
 
 
 class Clock:

@@ -29,9 +29,9 @@ from invitelink.models import Participation
 from invitelink.services.supplier_redirects import verify_redirect
 from invitelink.worker.webhooks import WebhookSender
 from tests.conftest import ENGINES, PG_URL, Admin, MakeSurvey, create_pg_database, drop_pg_database
+from tests.fixtures_webhooks import Receiver
 from tests.test_sosci import Sosci
 from tests.test_supply import PANEL, Supply, token_of
-from tests.test_webhooks import Receiver
 
 CALLBACK = "/api/v1/participations/events"
 FORGED = 6
@@ -41,15 +41,6 @@ FORGED = 6
 def settings(settings: Settings) -> Settings:
     """Private targets allowed: the postback receiver is on loopback."""
     return settings.model_copy(update={"webhook_allow_private": True})
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    r.thread.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 def set_mode(supply: Supply, mode: str) -> None:

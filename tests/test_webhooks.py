@@ -10,19 +10,17 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
-from standardwebhooks import Webhook, WebhookVerificationError
+from standardwebhooks import WebhookVerificationError
 
 from invitelink.app import create_app
 from invitelink.config import Settings
@@ -32,81 +30,19 @@ from invitelink.services import events
 from invitelink.worker.runner import Worker
 from invitelink.worker.webhooks import RETRY_AFTER_FIRST, WebhookSender, claim
 from tests.conftest import Admin, MakeAdmin, MakeSurvey
+from tests.fixtures_webhooks import Receiver
+from tests.fixtures_worker import Run
 from tests.invites import join
 from tests.smtp_server import SmtpSink
 from tests.test_supply import Supply
 
-T = TypeVar("T")
 ENDPOINTS = "/admin/v1/webhook-endpoints"
-Run = Callable[[Coroutine[Any, Any, T]], T]
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: str
-
-    def verify(self, secret: str) -> Any:
-        return Webhook(secret).verify(self.body, self.headers)
-
-
-class Receiver:
-    """A real HTTP server on loopback that records every POST and answers each path with the next status of its
-    script (200 once the script is used up)."""
-
-    def __init__(self) -> None:
-        self.requests: list[Received] = []
-        self.script: dict[str, list[int]] = {}
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0"))).decode()
-                receiver.requests.append(Received(self.path, dict(self.headers.items()), body))
-                statuses = receiver.script.get(self.path)
-                status = statuses.pop(0) if statuses else 200
-                answer = b"ok" if status < 300 else b"upstream unavailable"
-                self.send_response(status)
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def at(self, path: str) -> list[Received]:
-        return [r for r in self.requests if r.path == path]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    r.thread.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """conftest's settings, with private targets allowed: the receiver is on loopback."""
     return settings.model_copy(update={"webhook_allow_private": True})
-
-
-@pytest.fixture
-def arun() -> Iterator[Run[Any]]:
-    """One event loop for the whole test, as a long-lived worker has."""
-    loop = asyncio.new_event_loop()
-    yield loop.run_until_complete
-    loop.close()
 
 
 @pytest.fixture

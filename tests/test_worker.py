@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,23 +23,6 @@ from invitelink.services.links import issue_token
 from invitelink.worker import queue
 from invitelink.worker.runner import Worker
 from tests.smtp_server import SmtpSink, free_port
-
-T = TypeVar("T")
-
-
-@pytest.fixture
-def database(settings: Settings) -> Iterator[Database]:
-    db = Database(settings.database_url, pool_size=4)
-    yield db
-    db.dispose()
-
-
-@pytest.fixture
-def arun() -> Iterator[Callable[[Coroutine[Any, Any, T]], T]]:
-    """Run coroutines on one event loop for the whole test, as a long-lived worker does."""
-    loop = asyncio.new_event_loop()
-    yield loop.run_until_complete
-    loop.close()
 
 
 @pytest.fixture

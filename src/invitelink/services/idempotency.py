@@ -5,6 +5,7 @@ transaction (through the write seam), so an answer is replayable exactly when wh
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from hashlib import sha256
@@ -121,3 +122,20 @@ def remember(session: Session, credential: str, keyed: Keyed, status_code: int, 
         raise Conflict(
             "a request with this Idempotency-Key is still running (or just finished); retry it to get its answer"
         ) from exc
+
+
+def once(session: Session, credential: str, keyed: Keyed | None, create: Callable[[], Stored]) -> Stored:
+    """The answer to a create under an optional Idempotency-Key: the stored answer (``replayed``) when this key was
+    used before, else ``create()``'s, remembered (its status and body) in the same transaction as what it created.
+
+    One place for the order that makes a key safe: the replay is looked up first, so a retry creates nothing and
+    gets neither a newer check's error nor a second object; the record is written in the create's transaction,
+    so an answer is replayable exactly when what it describes is stored. Whatever must come before the replay
+    (who is asking: the credential) is the caller's; whatever may refuse a new request (input, limits) belongs
+    in ``create``. Without a key (``keyed`` None), it is ``create()`` alone."""
+    if keyed is not None and (stored := replay(session, credential, keyed)) is not None:
+        return stored
+    answer = create()
+    if keyed is not None:
+        remember(session, credential, keyed, answer.status_code, answer.body)
+    return answer

@@ -117,14 +117,15 @@ def create_endpoint_once(
     """:func:`create_endpoint` under an optional Idempotency-Key (``keyed``: the credential's digest and the key):
     a retry within a day gets the first answer (its secret null) and creates nothing. The answer, built by
     ``answer_of`` (the admin API's body), is stored in the create's own transaction."""
-    if keyed is not None:
-        stored = idempotency.replay(session, *keyed)
-        if stored is not None:
-            return stored
-    answer = answer_of(create_endpoint(session, workspace_id, url, event_types, description))
-    if keyed is not None:
-        idempotency.remember(session, *keyed, 201, answer)
-    return idempotency.Stored(201, answer, replayed=False)
+    credential, key = keyed if keyed is not None else ("", None)
+    return idempotency.once(
+        session,
+        credential,
+        key,
+        lambda: idempotency.Stored(
+            201, answer_of(create_endpoint(session, workspace_id, url, event_types, description))
+        ),
+    )
 
 
 def get_endpoint(session: Session, workspace_id: int, endpoint_id: int) -> WebhookEndpoint:

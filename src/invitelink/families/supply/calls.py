@@ -487,15 +487,14 @@ def call_write(
     """A writing endpoint (add_participant): its success envelope, or with an Idempotency-Key used before, the
     first answer again (recorded in the same transaction as the write)."""
     caller = authenticate(session, key, environment)
-    credential = idempotency.credential_of(f"supplier-key:{key}")
-    if keyed is not None and (stored := idempotency.replay(session, credential, keyed)) is not None:
-        return stored
-    answer = idempotency.Stored(
-        200, {"status": "success", "message": SUCCESS, "data": ENDPOINTS[endpoint](session, caller, body)}
+    return idempotency.once(
+        session,
+        idempotency.credential_of(f"supplier-key:{key}"),
+        keyed,
+        lambda: idempotency.Stored(
+            200, {"status": "success", "message": SUCCESS, "data": ENDPOINTS[endpoint](session, caller, body)}
+        ),
     )
-    if keyed is not None:
-        idempotency.remember(session, credential, keyed, answer.status_code, answer.body)
-    return answer
 
 
 def call_generate_survey_url(

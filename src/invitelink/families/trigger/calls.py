@@ -304,17 +304,16 @@ def trigger(
     made before is answered again from its record, before the cooldown or the flood limits are counted, and a new
     call's answer is recorded in its own transaction."""
     caller = trigger_tokens.authenticate(session, secret)
-    credential = idempotency.credential_of(f"trigger-token:{caller.token.id}")
-    if keyed is not None:
-        stored = idempotency.replay(session, credential, keyed)
-        if stored is not None:
-            return idempotency.Stored(stored.status_code, stored.body, replayed=True)
-    if isinstance(parsed, InvalidInput):
-        raise parsed
-    mailing = queue_batch(session, caller, parsed, limits, utcnow())
-    # The token's prefix and the batch id only: never a link or a secret.
-    log.info("trigger %s queued batch %s (%d recipients)", caller.token.prefix, mailing.uuid, len(parsed.recipients))
-    answer = idempotency.Stored(200, batch_summary(mailing))
-    if keyed is not None:
-        idempotency.remember(session, credential, keyed, answer.status_code, answer.body)
-    return answer
+
+    def queue() -> idempotency.Stored:
+        # After the replay: a repeated call is answered as it was, whatever its body's errors or the limits now.
+        if isinstance(parsed, InvalidInput):
+            raise parsed
+        mailing = queue_batch(session, caller, parsed, limits, utcnow())
+        # The token's prefix and the batch id only: never a link or a secret.
+        log.info(
+            "trigger %s queued batch %s (%d recipients)", caller.token.prefix, mailing.uuid, len(parsed.recipients)
+        )
+        return idempotency.Stored(200, batch_summary(mailing))
+
+    return idempotency.once(session, idempotency.credential_of(f"trigger-token:{caller.token.id}"), keyed, queue)
