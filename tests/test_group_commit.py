@@ -143,3 +143,81 @@ def test_several_commit_threads_answer_every_job_once(db_url: str) -> None:
     finally:
         committer.close()
         database.dispose()
+
+
+def test_a_job_cancelled_while_it_waits_is_dropped_and_the_writer_lives_on(db_url: str) -> None:
+    """A request that goes away while its write waits cancels the job's future. Setting a cancelled future's result
+    raises: before, that ended the writer thread, and every later write of the process waited forever."""
+    database = Database(db_url, pool_size=2)
+    committer = GroupCommitter(database.sessions)
+    with database.sessions() as session, session.begin():
+        session.add(Workspace(name="w"))
+    gate = threading.Event()
+    ran: list[str] = []
+
+    def blocker(session: Session) -> str:
+        gate.wait(5)
+        return "first"
+
+    def add(name: str) -> Callable[[Session], str]:
+        def job(session: Session) -> str:
+            ran.append(name)
+            session.add(Industry(workspace_id=1, name=name))
+            return name
+
+        return job
+
+    try:
+        first = committer.submit(blocker)
+        cancelled = committer.submit(add("cancelled"))
+        kept = committer.submit(add("kept"))
+        assert cancelled.cancel()
+        gate.set()
+        assert first.result(10) == "first" and kept.result(10) == "kept"
+        assert committer.submit(add("later")).result(10) == "later"
+        assert ran == ["kept", "later"]
+        with database.read_sessions() as session:
+            assert set(session.scalars(select(Industry.name))) == {"kept", "later"}
+    finally:
+        gate.set()
+        committer.close()
+        database.dispose()
+
+
+def test_the_batch_reader_keeps_each_reads_error_its_own(db_url: str) -> None:
+    """Reads queued together run in one transaction; a failing statement (which on PostgreSQL spoils the whole
+    transaction) and a domain error each fail only their own read."""
+    database = Database(db_url, pool_size=2)
+    with database.sessions() as session, session.begin():
+        session.add(Workspace(name="w"))
+    gate = threading.Event()
+
+    def blocker(_session: Session) -> str:
+        gate.wait(5)
+        return "first"
+
+    def count(session: Session) -> int:
+        return int(session.scalar(select(func.count()).select_from(Workspace)) or 0)
+
+    def bad_sql(session: Session) -> None:
+        session.execute(text("SELECT * FROM no_such_table"))
+
+    def refused(_session: Session) -> None:
+        raise InvalidInput("refused")
+
+    reader = database.reader
+    try:
+        first = reader.submit(blocker)
+        futures = [reader.submit(count), reader.submit(bad_sql), reader.submit(count), reader.submit(refused)]
+        futures.append(reader.submit(count))
+        gate.set()
+        assert first.result(10) == "first"
+        assert [futures[i].result(10) for i in (0, 2, 4)] == [1, 1, 1]
+        assert futures[1].exception(10) is not None and not isinstance(futures[1].exception(10), InvalidInput)
+        assert isinstance(futures[3].exception(10), InvalidInput)
+        assert reader.jobs == 6 and reader.batches < 6
+        with pytest.raises(TypeError):
+            reader.lease()
+    finally:
+        gate.set()
+        database.dispose()

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("invitelink.group_commit")
@@ -49,6 +50,14 @@ class Lease:
 
 LeaseRequest = tuple[None, "Future[Lease]"]
 LEASE_WARN_SECONDS = 10
+
+
+def _take(job: Job) -> bool:
+    """Claim a job for running; False if its caller cancelled it while it waited (the request went away before
+    anything was done: it is dropped). A claimed job can no longer be cancelled, so its result can always be set:
+    setting the result of a cancelled future raises, which would end the thread and leave every later job waiting
+    forever."""
+    return job[1].set_running_or_notify_cancel()
 
 
 class GroupCommitter:
@@ -104,7 +113,7 @@ class GroupCommitter:
             if first[0] is None:
                 self._lend(first[1])
                 continue
-            batch: list[Job] = [first]
+            batch: list[Job] = [first] if _take(first) else []
             stop = False
             while len(batch) < self.max_batch:
                 try:
@@ -117,8 +126,10 @@ class GroupCommitter:
                 if job[0] is None:
                     pending = job  # a lease waits for this batch, then runs alone
                     break
-                batch.append(job)
-            self._run(batch)
+                if _take(job):
+                    batch.append(job)
+            if batch:
+                self._run(batch)
             if stop:
                 return
 
@@ -174,3 +185,32 @@ class GroupCommitter:
                 future.set_result(result)
             else:
                 future.set_exception(error)
+
+
+class BatchReader(GroupCommitter):
+    """The read side of the same idea (Database.read_hot): a few threads each take every read job waiting and run
+    them one after another in one read transaction, then answer each. A thread-pool hop per read costs a short
+    read more than the read itself: the pool thread waits for the GIL held by the event loop, and the loop for
+    it. The jobs of a batch share one snapshot, taken after each of them was submitted, so a read still sees every
+    write that was acknowledged before it was asked for. One job's error is its own: after a database error the
+    rest of the batch runs in a new transaction (PostgreSQL refuses every statement of a failed one)."""
+
+    def lease(self) -> Future[Lease]:
+        raise TypeError("a BatchReader lends no sessions")
+
+    def _run(self, batch: list[Job]) -> None:
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        session = self.sessions()
+        try:
+            for fn, future in batch:
+                try:
+                    outcomes.append((future, fn(session), None))
+                except DBAPIError as exc:
+                    outcomes.append((future, None, exc))
+                    session.rollback()
+                except Exception as exc:
+                    outcomes.append((future, None, exc))
+        finally:
+            session.rollback()
+            session.close()
+        self._finish(batch, outcomes)

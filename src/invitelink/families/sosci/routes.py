@@ -61,7 +61,7 @@ async def call_api(
     """Resolve the key and run its function; errors are the function's error bodies with 400, 404 or 429.
 
     Link functions run as one job through the write seam's hot path (group commit), the key lookup included.
-    Status functions only read, on the read engine, in parallel. send_mail, when its flood limit is on, takes two
+    Status functions only read, through the batch reader (a few indexed statements each). send_mail, when its flood limit is on, takes two
     jobs: the key is resolved, the call counted against the key's limit (rate_limits: Redis when configured, so the
     limit holds across instances), then the contact, link and mail are written. Counting runs between the jobs
     because it may wait on Redis, which must never happen inside the single writer."""
@@ -88,7 +88,7 @@ async def call_api(
     if not isinstance(outcome, AccessInfo):
         return JSONResponse(outcome)
     try:
-        return JSONResponse(await database.read(calls.call_status_function, outcome, params, features))
+        return JSONResponse(await database.read_hot(calls.call_status_function, outcome, params, features))
     except DomainError as exc:
         return wire.error(outcome.function, exc, params)
 
