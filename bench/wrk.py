@@ -6,6 +6,7 @@ the script's done() prints one JSON line that :func:`run_wrk` parses into a :cla
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -67,13 +68,18 @@ def run_wrk(
     name: str = "",
     timeout: int = 5,
     script_args: Sequence[str] = (),
+    method: str = "GET",
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> WrkResult:
     """``connections`` keep-alive connections over ``threads`` threads send GET requests back to back for ``seconds``.
 
     Request paths are ``path_prefix`` + "<thread>-<n>" (``url_base`` is "http://host:port"); ``path_prefix`` should
     end inside the value that must differ per request, e.g. "/p/?act=x&uid=bench-". A request unanswered after
     ``timeout`` seconds counts as an error. ``path_prefix`` may instead place the unique part itself ("__N__"), and
-    "__R__" (a random number below ``script_args[0]``): see bench/wrk_templated.lua."""
+    "__R__" (a random number below ``script_args[0]``): see bench/wrk_templated.lua. ``method``, ``body`` (templated
+    like the path; with a body, the path is used as given) and ``headers`` go to the script through the
+    environment."""
     if not path_prefix.startswith("/"):
         raise ValueError(f"path_prefix must start with '/': {path_prefix!r}")
     command = [
@@ -83,10 +89,14 @@ def run_wrk(
         f"--duration={int(seconds)}s",
         f"--timeout={int(timeout)}s",
         f"--script={SCRIPT}",
-        f"{url_base.rstrip('/')}{path_prefix if _templated(path_prefix) else path_prefix + UNIQUE}",
+        f"{url_base.rstrip('/')}{path_prefix if _templated(path_prefix) or body is not None else path_prefix + UNIQUE}",
         *(["--", *script_args] if script_args else []),
     ]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    header_lines = "\n".join(f"{name}: {value}" for name, value in (headers or {}).items())
+    env = {**os.environ, "WRK_METHOD": method, "WRK_HEADERS": header_lines}
+    if body is not None:
+        env["WRK_BODY"] = body
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     lines = [line for line in completed.stdout.splitlines() if line.startswith(MARKER)]
     if completed.returncode != 0 or not lines:
         raise SystemExit(

@@ -4,6 +4,8 @@
 -- done() prints one line, "WRK_RESULT {json}", that bench/wrk.py parses: requests, duration, every kind of error
 -- (connect, read, write, timeout, status >= 400 as wrk counts it, and any response outside 2xx as this script counts
 -- it) and latency percentiles in ms.
+-- The environment may set the method (WRK_METHOD, default GET), a body (WRK_BODY, templated like the path) and
+-- headers (WRK_HEADERS, "Name: value" lines): wrk's own -H would do for headers, but a body needs the script.
 
 local threads = {}
 
@@ -18,13 +20,24 @@ function init(args)
    math.randomseed(os.time() * 1000 + id)
    n = 0
    non_2xx = 0
+   method = os.getenv("WRK_METHOD") or "GET"
+   body_template = os.getenv("WRK_BODY")
+   headers = {}
+   for line in (os.getenv("WRK_HEADERS") or ""):gmatch("[^\n]+") do
+      local name, value = line:match("^([^:]+):%s*(.*)$")
+      if name then headers[name] = value end
+   end
+end
+
+local function fill(text)
+   text = text:gsub("__N__", id .. "-" .. n)
+   return (text:gsub("__R__", tostring(math.random(0, range - 1))))
 end
 
 function request()
    n = n + 1
-   local path = template:gsub("__N__", id .. "-" .. n)
-   path = path:gsub("__R__", tostring(math.random(0, range - 1)))
-   return wrk.format(nil, path)
+   local body = body_template and fill(body_template) or nil
+   return wrk.format(method, fill(template), headers, body)
 end
 
 function response(status, headers, body)

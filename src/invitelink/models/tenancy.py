@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from invitelink.models.base import Base, utcnow
@@ -21,6 +21,8 @@ class Workspace(Base):
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Raised with every change to which surveys its suppliers are offered (services/inventory.py).
+    inventory_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class User(Base):

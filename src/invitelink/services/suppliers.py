@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from invitelink.models import Allocation, Question, QuestionOption, Quota, Supplier, SupplierKey, Survey
@@ -79,7 +79,10 @@ def _survey_by_public_id(session: Session, workspace_id: int, public_id: str) ->
 
 
 def _set_limits(session: Session, allocation: Allocation, limits: dict[str, int]) -> None:
-    session.execute(delete(Quota).where(Quota.allocation_id == allocation.id))
+    # Deleted as objects, not with one DELETE statement, so the inventory listener sees whose limits changed.
+    for quota in session.scalars(select(Quota).where(Quota.allocation_id == allocation.id)):
+        session.delete(quota)
+    session.flush()
     for country, limit in limits.items():
         if limit < 0:
             raise InvalidInput(f"survey_limit.{country} must not be negative", field="survey_limit")

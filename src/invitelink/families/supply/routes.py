@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections import OrderedDict
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -18,7 +19,7 @@ from invitelink.families.supply import calls, entry
 from invitelink.rate_limits import RateLimits
 from invitelink.security import digest
 from invitelink.services import idempotency
-from invitelink.services.errors import DomainError, NotFound
+from invitelink.services.errors import DomainError, NotFound, Unauthorized
 
 ENVIRONMENTS = ("sandbox", "production")
 SUCCESS = "Request processed successfully"
@@ -39,6 +40,27 @@ DESCRIPTIONS = {
 ENDPOINTS = tuple(DESCRIPTIONS)
 
 
+class KnownKeys:
+    """(environment, key digest) of supplier keys this process saw accepted lately, the least recent forgotten
+    beyond ``size``: only keys that authenticated get in, so random bearer values never take room here."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._keys: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def __contains__(self, seen: object) -> bool:
+        return seen in self._keys
+
+    def add(self, seen: tuple[str, str]) -> None:
+        self._keys[seen] = None
+        self._keys.move_to_end(seen)
+        while len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+
+    def discard(self, seen: tuple[str, str]) -> None:
+        self._keys.pop(seen, None)
+
+
 def render_error(status: int, message: str, _exc: DomainError | None = None) -> Response:
     """The supply API's error body, ``{"apiStatus": "error", "msg": …, "result": null}``."""
     return JSONResponse({"apiStatus": "error", "msg": message, "result": None}, status_code=status)
@@ -51,27 +73,50 @@ async def _call(request: Request, database: Database, settings: Settings, enviro
     key = bearer(request)
     body = json_object(await request.body())
     # The rate limit counts only keys that are valid: anything else is a 401 here and leaves no state behind, so
-    # random bearer values cannot fill the limiter.
-    await database.read(calls.authenticate, key, environment)
-    assert key is not None  # authenticate refused a missing key
+    # random bearer values cannot fill the limiter. For reading endpoints, a key this process saw accepted lately
+    # skips that separate check: the endpoint's own read authenticates it again (a revoked key still gets 401).
+    # A write first looks for a stored answer to replay, which must not be given out before the key is checked.
+    known: KnownKeys = request.app.state.known_supplier_keys
+    seen = (environment, digest(key)) if key else None
+    if seen is None or seen not in known or endpoint in calls.WRITES:
+        await database.read_hot(calls.authenticate, key, environment)
+    assert key is not None and seen is not None  # authenticate refused a missing key
+    known.add(seen)
+    try:
+        return await _authenticated_call(request, database, settings, environment, endpoint, key, body)
+    except Unauthorized:
+        known.discard(seen)
+        raise
+
+
+async def _authenticated_call(
+    request: Request,
+    database: Database,
+    settings: Settings,
+    environment: str,
+    endpoint: str,
+    key: str,
+    body: dict[str, Any],
+) -> Response:
     keyed = await idempotency_key(request) if endpoint in calls.WRITES else None
     if keyed is not None:
         # A replay is not a new call: answered before the limit counts it. (The write looks again, in its own
         # transaction, for a first call that commits meanwhile; the credential is the one call_write records.)
         credential = idempotency.credential_of(f"supplier-key:{key}")
-        if (stored := await database.read(idempotency.replay, credential, keyed)) is not None:
+        if (stored := await database.read_hot(idempotency.replay, credential, keyed)) is not None:
             return replayed(stored)
     limits: RateLimits = request.app.state.rate_limits
     await limits.hit(limits.rules.supply, digest(key))
     if endpoint == "generate_survey_url":
-        data = await database.read(
+        data = await database.read_hot(
             calls.call_generate_survey_url, key, environment, body, settings.public_url, settings.server_secret
         )
         return JSONResponse({"status": "success", "message": "Survey link generated successfully", "data": data})
     if endpoint in calls.WRITES:
         answer = await database.write(calls.call_write, key, environment, endpoint, body, keyed)
         return replayed(answer) if answer.replayed else JSONResponse(answer.body, status_code=answer.status_code)
-    data = await database.read(calls.call, key, environment, endpoint, body)
+    read = database.read_hot if endpoint in calls.HOT_READS else database.read
+    data = await read(calls.call, key, environment, endpoint, body)
     return JSONResponse({"status": "success", "message": SUCCESS, "data": data})
 
 

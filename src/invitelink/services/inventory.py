@@ -1,0 +1,145 @@
+"""A supplier's inventory (its active allocations of active surveys, in id order), read once per change.
+
+Suppliers poll ``allocated_survey`` page by page, over and over, while what it lists changes a few times a day.
+Counting 10,000 allocations joined to their surveys costs milliseconds on every call, and an OFFSET deep into them
+as much again, so a deep page cost more than the first. Instead each workspace carries ``inventory_version``,
+raised in the same transaction as every change to anything a listed item shows: a survey, an allocation, its
+limits (quotas), an industry. A process keeps each supplier's ordered allocation ids, and the pages it answered,
+under the version they were read at. A call reads the version with its key (the supply API's authentication joins
+the workspace row) and, while it is unchanged, answers the total and any page it answered before from memory.
+
+The version is raised by a session listener, so no write path can forget it: after every flush it looks at what
+the flush inserted, deleted or changed among those tables. An ORM bulk UPDATE or DELETE of them (none exists in
+the code today) raises every workspace's version, since which rows it touched is unknown. Writes outside the ORM
+session (raw SQL) would go unseen: there are none for these tables.
+"""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, event, or_, select, update
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+
+from invitelink.models import Allocation, Industry, Quota, Supplier, Survey, Workspace
+
+# Suppliers whose id lists a process keeps (10,000 ids take 80 kB), and pages it keeps across all suppliers
+# (a page of ten items takes about 10 kB).
+CACHED_SUPPLIERS = 256
+CACHED_PAGES = 2048
+WATCHED = (Allocation, Industry, Quota, Survey)
+T = TypeVar("T")
+
+
+@event.listens_for(Session, "after_flush")
+def _raise_versions(session: Session, _flush: UOWTransaction) -> None:
+    """Raise the version of every workspace whose suppliers' listings this flush changed (after_flush still shows
+    the flush's new, dirty and deleted objects)."""
+    workspaces: set[int] = set()
+    suppliers: set[int] = set()
+    allocations: set[int] = set()
+    changed = [*session.new, *session.deleted, *(o for o in session.dirty if session.is_modified(o))]
+    for instance in changed:
+        if isinstance(instance, Survey | Industry):
+            workspaces.add(instance.workspace_id)
+        elif isinstance(instance, Allocation):
+            suppliers.add(instance.supplier_id)
+        elif isinstance(instance, Quota):
+            allocations.add(instance.allocation_id)
+    if not (workspaces or suppliers or allocations):
+        return
+    conditions: list[ColumnElement[bool]] = []
+    if workspaces:
+        conditions.append(Workspace.id.in_(workspaces))
+    if suppliers:
+        conditions.append(Workspace.id.in_(select(Supplier.workspace_id).where(Supplier.id.in_(suppliers))))
+    if allocations:
+        owning = select(Supplier.workspace_id).join(Allocation, Allocation.supplier_id == Supplier.id)
+        conditions.append(Workspace.id.in_(owning.where(Allocation.id.in_(allocations))))
+    # On the flush's own connection: in the transaction that made the change, and with no autoflush.
+    session.connection().execute(
+        update(Workspace).where(or_(*conditions)).values(inventory_version=Workspace.inventory_version + 1)
+    )
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _raise_all_on_bulk(state: ORMExecuteState) -> None:
+    if not (state.is_update or state.is_delete):
+        return
+    mapper = state.bind_mapper
+    if mapper is not None and mapper.class_ in WATCHED:
+        state.session.connection().execute(update(Workspace).values(inventory_version=Workspace.inventory_version + 1))
+
+
+# Whose listing: the database, the supplier's id and when it was created (SQLite may give a deleted supplier's id
+# to the next one; the new one's creation time differs).
+Owner = tuple[str, int, datetime]
+
+
+class Inventories:
+    """This process's listings, each under the inventory version it was read at."""
+
+    def __init__(self, suppliers: int = CACHED_SUPPLIERS, pages: int = CACHED_PAGES) -> None:
+        self.suppliers, self.pages = suppliers, pages
+        self._ids: OrderedDict[Owner, tuple[int, array[int]]] = OrderedDict()
+        self._pages: OrderedDict[tuple[Owner, int, int, int], Any] = OrderedDict()
+        self._lock = threading.Lock()  # reads run in the thread pool
+
+    @staticmethod
+    def owner(session: Session, supplier: Supplier) -> Owner:
+        return (session.get_bind().engine.url.render_as_string(), supplier.id, supplier.created_at)
+
+    def live_ids(self, session: Session, supplier: Supplier, version: int) -> array[int]:
+        """The supplier's live allocation ids in id order. ``version`` must have been read before this call, in
+        the same transaction: a change committed in between then leaves a newer list under the older version
+        (replaced by the next call), never an older list under the newer version."""
+        owner = self.owner(session, supplier)
+        with self._lock:
+            held = self._ids.get(owner)
+            if held is not None and held[0] == version:
+                self._ids.move_to_end(owner)
+                return held[1]
+        ids = array("q", session.scalars(live_allocations(supplier.id).order_by(Allocation.id)))
+        with self._lock:
+            _put(self._ids, owner, (version, ids), self.suppliers)
+        return ids
+
+    def page(
+        self, session: Session, supplier: Supplier, version: int, page: tuple[int, int], build: Callable[[], T]
+    ) -> T:
+        """``build()``'s answer for this page, kept under ``version`` (read as for :meth:`live_ids`). The answer is
+        shared by every call that gets it: callers must not change it."""
+        key = (self.owner(session, supplier), version, *page)
+        with self._lock:
+            if key in self._pages:
+                self._pages.move_to_end(key)
+                held: T = self._pages[key]
+                return held
+        answer = build()
+        with self._lock:
+            _put(self._pages, key, answer, self.pages)
+        return answer
+
+
+def _put(cache: OrderedDict[Any, Any], key: Any, value: Any, bound: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > bound:
+        cache.popitem(last=False)
+
+
+def live_allocations(supplier_id: int) -> Any:
+    """The ids of a supplier's active allocations of active surveys."""
+    return (
+        select(Allocation.id)
+        .join(Survey, Survey.id == Allocation.survey_id)
+        .where(Allocation.supplier_id == supplier_id, Allocation.status == "active", Survey.status == "active")
+    )
+
+
+INVENTORIES = Inventories()
