@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
@@ -11,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from invitelink.db import Database
 from invitelink.group_commit import GroupCommitter
+from invitelink.migrate import upgrade_to_head
 from invitelink.models import Industry, Workspace
 from invitelink.services.errors import InvalidInput
 
@@ -221,3 +224,42 @@ def test_the_batch_reader_keeps_each_reads_error_its_own(db_url: str) -> None:
     finally:
         gate.set()
         database.dispose()
+
+
+def test_sqlite_writers_of_several_processes_take_turns_on_a_file_lock(tmp_path: Path) -> None:
+    """Each batch holds an exclusive flock beside the database, so another process's writer waits in the kernel
+    (woken the moment it is free) rather than in SQLite's busy handler, which polls in sleeps of up to 100 ms."""
+    fcntl = pytest.importorskip("fcntl")
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    upgrade_to_head(url)
+    first, second = Database(url, pool_size=2), Database(url, pool_size=2)
+    gate, inside = threading.Event(), threading.Event()
+
+    def hold(session: Session) -> str:
+        session.add(Workspace(name="first"))
+        inside.set()
+        gate.wait(5)
+        return "first"
+
+    try:
+        held = first.committer.submit(hold)
+        assert inside.wait(5)
+        lock_path = tmp_path / "shared.db.writer-lock"
+        fd = os.open(lock_path, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # held for the length of the batch
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            waiting = second.committer.submit(lambda s: s.add(Workspace(name="second")) or "second")
+            assert not waiting.done()
+            gate.set()
+            assert held.result(10) == "first" and waiting.result(10) == "second"
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and released after it
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        with first.read_sessions() as session:
+            assert sorted(session.scalars(select(Workspace.name))) == ["first", "second"]
+    finally:
+        gate.set()
+        first.dispose()
+        second.dispose()

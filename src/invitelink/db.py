@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from invitelink.group_commit import BatchReader, GroupCommitter, Lease
+from invitelink.group_commit import BatchReader, GroupCommitter, Lease, ProcessLock
 
 # Registers the session listener that keeps workspaces' inventory versions in step with every write.
 from invitelink.services import inventory  # noqa: F401
@@ -96,7 +96,11 @@ class Database:
         self.read_sessions = make_sessionmaker(self.read_engine)
         self.sqlite = is_sqlite(url)
         self.reader = BatchReader(self.read_sessions, threads=HOT_READ_THREADS)
-        self.committer = GroupCommitter(self.sessions, threads=1 if self.sqlite else PG_COMMIT_THREADS)
+        file = make_url(url).database if self.sqlite else None
+        self.process_lock = ProcessLock(Path(f"{file}.writer-lock")) if file and file != ":memory:" else None
+        self.committer = GroupCommitter(
+            self.sessions, threads=1 if self.sqlite else PG_COMMIT_THREADS, process_lock=self.process_lock
+        )
 
     async def write(self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(session, *args, **kwargs)`` in a committed transaction; its exception, if any, is re-raised here.
@@ -165,6 +169,8 @@ class Database:
     def dispose(self) -> None:
         self.committer.close()
         self.reader.close()
+        if self.process_lock is not None:
+            self.process_lock.close()
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()

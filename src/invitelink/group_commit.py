@@ -17,14 +17,24 @@ else, until the request has committed or rolled back. So on SQLite one thread of
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+fcntl: ModuleType | None
+try:
+    import fcntl
+except ImportError:  # not on Windows
+    fcntl = None
 
 log = logging.getLogger("invitelink.group_commit")
 T = TypeVar("T")
@@ -60,11 +70,50 @@ def _take(job: Job) -> bool:
     return job[1].set_running_or_notify_cancel()
 
 
+class ProcessLock:
+    """One writer across processes on one SQLite file: an exclusive ``flock`` on a file beside the database, held
+    by the committer thread for each batch and each lease.
+
+    Several processes (``serve --workers 2``, a separate ``invitelink worker``, the CLI) each have their own
+    committer. Without this they queue in SQLite's busy handler, which polls in growing sleeps (up to 100 ms each):
+    a waiting writer wakes long after the lock was freed, or is overtaken again and again; with two app processes
+    that made create_link's p99 3 s. A process waiting on the flock is woken by the kernel the moment it is
+    released. (Where ``fcntl`` does not exist, the busy handler alone still keeps writes correct.)"""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        if fcntl is None:
+            return
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *_exc: object) -> None:
+        if fcntl is not None and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class GroupCommitter:
-    def __init__(self, sessions: sessionmaker[Session], max_batch: int = MAX_BATCH, threads: int = 1) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        max_batch: int = MAX_BATCH,
+        threads: int = 1,
+        process_lock: ProcessLock | None = None,
+    ) -> None:
         self.sessions = sessions
         self.max_batch = max_batch
         self.threads = threads
+        # Held around each batch and lease (its own thread only: a flock is shared by the threads of a process).
+        self._process_lock: AbstractContextManager[None] = process_lock if process_lock is not None else nullcontext()
         self._queue: queue.SimpleQueue[Job | LeaseRequest | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -111,7 +160,8 @@ class GroupCommitter:
             if first is None:
                 return
             if first[0] is None:
-                self._lend(first[1])
+                with self._process_lock:
+                    self._lend(first[1])
                 continue
             batch: list[Job] = [first] if _take(first) else []
             stop = False
@@ -129,7 +179,8 @@ class GroupCommitter:
                 if _take(job):
                     batch.append(job)
             if batch:
-                self._run(batch)
+                with self._process_lock:
+                    self._run(batch)
             if stop:
                 return
 

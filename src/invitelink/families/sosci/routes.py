@@ -61,10 +61,11 @@ async def call_api(
     """Resolve the key and run its function; errors are the function's error bodies with 400, 404 or 429.
 
     Link functions run as one job through the write seam's hot path (group commit), the key lookup included.
-    Status functions only read, through the batch reader (a few indexed statements each). send_mail, when its flood limit is on, takes two
-    jobs: the key is resolved, the call counted against the key's limit (rate_limits: Redis when configured, so the
-    limit holds across instances), then the contact, link and mail are written. Counting runs between the jobs
-    because it may wait on Redis, which must never happen inside the single writer."""
+    Status functions only read, through the batch reader (a few indexed statements each). send_mail, when its
+    flood limit is on, takes two jobs: the key is resolved, the call counted against the key's limit (rate_limits:
+    Redis when configured, so the limit holds across instances), then the contact, link and mail are written.
+    Counting runs between the jobs because it may wait on Redis, which must never happen inside the single
+    writer."""
     # Parsed here, outside the single SQLite writer; an error is reported once the key (and so the function
     # whose error body to use) is known.
     features: Features | DomainError
