@@ -297,3 +297,46 @@ def test_one_click_unsubscribe_suppresses_the_address(
     assert arun(worker.run_once()) == 0
     arun(worker.close())
     assert len(sink.messages) == 1
+
+
+def test_names_subjects_and_bodies_outside_ascii_arrive_intact(
+    arun: Any, settings: Settings, database: Database
+) -> None:
+    """Messages to ASCII addresses are built with the compat32 MIME classes (fast), the rest with the modern API
+    (SMTPUTF8): both must carry non-ASCII names, subjects and bodies through to the receiving server."""
+    seed(database, ["jose@example.org", "josé@example.org"], body="Grüße, {{recipient_name}}: {{survey_link}}")
+    with database.sessions() as session, session.begin():
+        session.execute(update(Contact).values(name="Zoë Ørsted"))
+        session.execute(update(Mailing).values(subject="Einladung zur Umfrage: {{survey_title}} ✓"))
+    with SmtpSink(smtputf8=True) as sink:
+        worker = Worker(smtp_settings(settings, sink), database)
+        assert arun(worker.run_once()) == 2
+        arun(worker.close())
+    assert statuses(database) == {"jose@example.org": "sent", "josé@example.org": "sent"}
+    assert sorted(sink.handler.recipients) == [["jose@example.org"], ["josé@example.org"]]
+    assert len(sink.messages) == 2
+
+    def utf8(text: str) -> str:
+        # The parser reads raw UTF-8 headers (an SMTPUTF8 message's) as surrogate escapes; RFC 2047 ones decode.
+        return text.encode("utf-8", "surrogateescape").decode("utf-8")
+
+    for message in sink.messages:
+        assert utf8(message["Subject"]) == "Einladung zur Umfrage: Sleep study ✓"
+        assert utf8(message["To"].addresses[0].display_name) == "Zoë Ørsted"
+        text = cast(EmailMessage, message.get_body(("plain",))).get_content()
+        html = cast(EmailMessage, message.get_body(("html",))).get_content()
+        assert utf8(text).startswith("Grüße, Zoë Ørsted: http://") and "Grüße" in utf8(html)
+
+
+def test_connections_send_in_parallel_and_each_message_once(
+    arun: Any, settings: Settings, database: Database, sink: SmtpSink
+) -> None:
+    addresses = [f"p{i}@example.org" for i in range(25)]
+    seed(database, addresses)
+    worker = Worker(smtp_settings(settings, sink).model_copy(update={"smtp_connections": 3}), database)
+    assert len(worker.mailers) == 3
+    assert arun(worker.run_once()) == 25
+    arun(worker.close())
+    assert sorted(m["To"].addresses[0].addr_spec for m in sink.messages) == sorted(addresses)
+    assert set(statuses(database).values()) == {"sent"}
+    assert sink.handler.connections == 3  # every connection carried messages

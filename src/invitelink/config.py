@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     smtp_password: str | None = Field(default=None, repr=False)
     smtp_starttls: bool = True
     smtp_from: str = "invitelink <noreply@localhost>"
+    # Connections a worker keeps open to the relay, each sending one message at a time and recording its outcome
+    # before the next: a killed worker re-sends at most one message per connection.
+    smtp_connections: int = Field(default=4, ge=1, le=64)
 
     sms_webhook_url: str | None = None
     worker: Literal["embedded", "off"] = "embedded"

@@ -6,9 +6,10 @@ UPDATE changed a row: a repeat or a contradiction changes nothing and is recorde
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from invitelink.models import (
@@ -49,6 +50,14 @@ def _data(row: Any, **extra: Any) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A stored event: its id and its payload (what webhooks deliver)."""
+
+    id: int
+    payload: dict[str, Any]
+
+
 def record(
     session: Session,
     event_type: str,
@@ -57,15 +66,25 @@ def record(
     survey_id: int | None,
     contact_id: int | None,
     data: dict[str, Any],
-) -> Event:
+) -> Recorded:
     """Store the event and queue it to every live endpoint of the workspace that subscribes to its type."""
     now = utcnow()
     payload = {"type": event_type, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": data}
-    event = Event(
-        workspace_id=workspace_id, survey_id=survey_id, contact_id=contact_id, type=event_type, payload=payload
-    )
-    session.add(event)
-    session.flush()
+    # One INSERT … RETURNING rather than an ORM object and a flush: every sent mail records one (the worker's
+    # hot path), and nothing reads the object back.
+    event_id = session.execute(
+        insert(Event)
+        .values(
+            workspace_id=workspace_id,
+            survey_id=survey_id,
+            contact_id=contact_id,
+            type=event_type,
+            payload=payload,
+            created_at=now,
+        )
+        .returning(Event.id)
+    ).scalar_one()
+    event = Recorded(event_id, payload)
     endpoints = session.execute(
         select(WebhookEndpoint.id, WebhookEndpoint.url, WebhookEndpoint.event_types).where(
             WebhookEndpoint.workspace_id == workspace_id, WebhookEndpoint.disabled_at.is_(None)

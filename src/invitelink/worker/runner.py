@@ -20,6 +20,7 @@ from invitelink.worker.messages import build_email, build_sms, message_id
 from invitelink.worker.progress import Progress
 from invitelink.worker.relay import PROBE_FIRST_SECONDS, Relay, duration
 from invitelink.worker.transports import (
+    Mailer,
     PermanentError,
     RelayUnavailable,
     TransientError,
@@ -52,7 +53,9 @@ class Worker:
         self.batch = batch or settings.worker_batch
         self.lease = lease or timedelta(seconds=settings.worker_lease_seconds)
         self.poll_seconds = poll_seconds
-        self.mailer = make_mailer(settings)
+        # One transport per connection; the first also probes a relay that went down.
+        self.mailers = [make_mailer(settings) for _ in range(settings.smtp_connections)]
+        self.mailer = self.mailers[0]
         self.sms = make_sms(settings)
         self.webhooks = WebhookSender(settings, self.database, self.worker_id)
         self.sent = 0
@@ -71,7 +74,9 @@ class Worker:
         }
 
     async def _record(self, job: queue.Job, outcome: str, detail: str) -> None:
-        await self.database.write(queue.record_outcome, job, self.worker_id, outcome, detail, self.retry_window)
+        # A few indexed statements, once per message: the hot path's group commit, so the outcomes of the
+        # connections sending at once share a commit on PostgreSQL too (on SQLite every write does).
+        await self.database.write_hot(queue.record_outcome, job, self.worker_id, outcome, detail, self.retry_window)
         self.progress.count(outcome)
 
     async def _waiting(self, channel: str) -> int | None:
@@ -137,9 +142,10 @@ class Worker:
                     extra={"relay": relay.label, "channel": channel, "down_seconds": round(down_for)},
                 )
 
-    async def send(self, job: queue.Job) -> bool:
-        """Send one job and record the outcome; never raises for a transport's refusal. False when the channel's
-        relay went down instead (the job went back to the queue, or counted a try: ``_relay_failed``)."""
+    async def send(self, job: queue.Job, mailer: Mailer | None = None) -> bool:
+        """Send one job (e-mail over ``mailer``, by default the first connection) and record the outcome; never
+        raises for a transport's refusal. False when the channel's relay went down instead (the job went back to the
+        queue, or counted a try: ``_relay_failed``)."""
         key = f"delivery-{job.delivery_id}-{job.sequence}"
         try:
             # Rendering is this message's own business: whatever its data does to the e-mail library (a header
@@ -153,7 +159,7 @@ class Worker:
             return True
         try:
             if email is not None:
-                await self.mailer.send(email, key)
+                await (mailer or self.mailer).send(email, key)
                 detail = message_id(self.settings, job)
             else:
                 await self.sms.send(job.to, sms, key)
@@ -200,15 +206,18 @@ class Worker:
                 await self._relay_back(relay)  # it passed its probe and nothing waits to go through it
         pending = {job.delivery_id for job in jobs}
         heartbeat = asyncio.create_task(self._keep_leases(pending)) if jobs else None
-        try:
-            for index, job in enumerate(jobs):
+        # The connections take the batch's jobs in order from one iterator, each sending one message at a time and
+        # recording its outcome before taking the next: so at most one message per connection is ever sent and
+        # not yet recorded (what a SIGKILL can make the next worker send again).
+        todo = iter(jobs)
+
+        async def lane(mailer: Mailer) -> None:
+            for job in todo:
                 if stop is not None and stop.is_set():
-                    rest = [j.delivery_id for j in jobs[index:] if j.delivery_id in pending]
-                    await self.database.write(queue.release, rest, self.worker_id)
-                    break
+                    return
                 if job.delivery_id not in pending:
                     continue  # given back when its relay went down
-                delivered = await self.send(job)
+                delivered = await self.send(job, mailer)
                 pending.discard(job.delivery_id)
                 if not delivered:
                     # Every message of this channel would meet the same relay: give them back untried.
@@ -217,6 +226,14 @@ class Worker:
                         await self.database.write(queue.release, rest, self.worker_id)
                         pending.difference_update(rest)
                 await self.progress.report_if_due()
+
+        try:
+            async with asyncio.TaskGroup() as lanes:
+                for mailer in self.mailers[: max(1, min(len(self.mailers), len(jobs)))]:
+                    lanes.create_task(lane(mailer))
+            if pending:  # stopped early: the rest goes back untried
+                rest = [j.delivery_id for j in jobs if j.delivery_id in pending]
+                await self.database.write(queue.release, rest, self.worker_id)
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
@@ -249,7 +266,8 @@ class Worker:
             log.info("delivery worker %s stopped after %d messages", self.worker_id, self.sent)
 
     async def close(self) -> None:
-        await self.mailer.close()
+        for mailer in self.mailers:
+            await mailer.close()
         await self.sms.close()
         await self.webhooks.close()
         if self._owns_database:

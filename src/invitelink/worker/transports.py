@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
-from email.message import EmailMessage
+from email.message import Message
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Protocol
@@ -41,7 +41,7 @@ class Mailer(Protocol):
     # What the worker's outage lines call this transport ("mail relay smtp.example.org:587"): no secrets.
     label: str
 
-    async def send(self, message: EmailMessage, key: str) -> None: ...
+    async def send(self, message: Message, key: str) -> None: ...
     async def probe(self) -> None:
         """Return when the relay would take mail again; raise ``RelayUnavailable`` otherwise. Sends nothing."""
 
@@ -84,7 +84,7 @@ class OutboxMailer:
         self.directory = directory
         self.label = f"mail outbox {directory}"
 
-    async def send(self, message: EmailMessage, key: str) -> None:
+    async def send(self, message: Message, key: str) -> None:
         _write_to_outbox(self.directory / f"{key}.eml", bytes(message))
 
     async def probe(self) -> None:
@@ -169,7 +169,7 @@ class SmtpMailer:
         self.client = client
         return client, False
 
-    async def send(self, message: EmailMessage, key: str) -> None:
+    async def send(self, message: Message, key: str) -> None:
         for fresh_try in (False, True):
             client, reused = await self._connect()
             try:
