@@ -10,7 +10,9 @@ Python and PYTHONPATH=<copy>/src, so every round measures the same code even whi
 GITREF (repeatable), the service is also started from the code at GITREF (a `git worktree` in a temporary folder, run
 the same way with PYTHONPATH=<worktree>/src) and measured in the same run. Every round measures the bare app, then
 each ref, then the current tree, each version on a fresh database (on --database-url: a new demo workspace in that
-database), so drift in the machine affects all alike; after the rounds, the medians. Run:
+database), so drift in the machine affects all alike; after the rounds, the medians. On PostgreSQL, each round
+also runs the same statements through `pgbench` (bench/pgbench_ceiling.py: the database's own ceiling on this
+machine, with as many clients as wrk has connections) and prints the service's share of it. Run:
 
     .venv/bin/python bench/sosci_create_link.py [--threads 2] [--connections 32] [--seconds 10] [--workers 1]
         [--ref HEAD ...] [--rounds 1] [--database-url URL]
@@ -31,10 +33,12 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import BENCH, bare, service, working_tree_copy, worktree
+from pgbench_ceiling import PgbenchResult, pgbench_binary, run_pgbench
 from wrk import WrkResult, run_wrk, wrk_binary
 
 BARE_PROJECT = "demo-bench"
-TARGET = "target >= 0.25; p99 < 100 ms; 0 errors"
+TARGET = "target >= 0.40 on SQLite with 1 worker, >= 0.30 with 2; p99 < 50 ms; 0 errors"
+PG_TARGET = "target >= 0.60 of pgbench with 2 workers, p99 < 100 ms"
 
 
 @dataclass
@@ -94,6 +98,13 @@ def measure_service(args: argparse.Namespace, version: Version, round_number: in
         return load(args, version.label, svc.base, prefix)
 
 
+def measure_pgbench(args: argparse.Namespace) -> PgbenchResult:
+    """The same statements through pgbench, on a demo workspace of its own in the same database."""
+    with service(args.database_url, {"INVITELINK_WORKER": "off"}) as svc:
+        key = urlsplit(svc.demo["sosci"]["create_link"]).query.removeprefix("act=")
+        return run_pgbench(args.database_url, key, args.connections, args.threads, args.seconds)
+
+
 def ratio(result: WrkResult, baseline: WrkResult) -> float:
     return result.throughput / baseline.throughput if baseline.throughput else 0.0
 
@@ -128,6 +139,9 @@ def main() -> None:
         parser.error("--rounds, --seconds, --workers and --threads must be >= 1, and --connections >= --threads")
     wrk_binary()  # fails early, with how to install it
     engine = "SQLite" if args.database_url is None else args.database_url.split(":", 1)[0]
+    postgres = engine.startswith("postgresql")
+    if postgres:
+        pgbench_binary()
 
     with ExitStack() as stack:
         versions = [stack.enter_context(checkout(ref)) for ref in args.ref]
@@ -141,6 +155,7 @@ def main() -> None:
         print(f"versions: {'; '.join(v.description for v in versions)}")
         print(f"each round: bare, then {', '.join(v.label.removeprefix('invitelink ') for v in versions)}")
         bare_results: list[WrkResult] = []
+        ceilings: list[PgbenchResult] = []
         for round_number in range(1, args.rounds + 1):
             print(f"round {round_number}")
             baseline = load(
@@ -156,6 +171,13 @@ def main() -> None:
                 version.results.append(result)
                 version.ratios.append(ratio(result, baseline))
                 print(f"  {result.line()}   ratio {version.ratios[-1]:.2f}", flush=True)
+            if postgres:
+                ceilings.append(measure_pgbench(args))
+                shares = "   ".join(
+                    f"{v.label.removeprefix('invitelink ')} {v.results[-1].throughput / ceilings[-1].tps:.2f}"
+                    for v in versions
+                )
+                print(f"  {ceilings[-1].line()}   share of it: {shares}", flush=True)
 
     if args.rounds > 1:
         print(f"median of {args.rounds} rounds (errors and requests: totals)")
@@ -163,6 +185,11 @@ def main() -> None:
         for version in versions:
             print(f"  {median_line(version.label, version.results)}   ratio {statistics.median(version.ratios):.2f}")
     print(f"ratio: throughput invitelink / bare ({TARGET})")
+    if ceilings:
+        ceiling = statistics.median(c.tps for c in ceilings)
+        for version in versions:
+            share = statistics.median(r.throughput for r in version.results) / ceiling
+            print(f"share of pgbench's {ceiling:.0f} tx/s: {version.label} {share:.2f} ({PG_TARGET})")
     current = versions[-1]
     for version in versions[:-1]:
         changes = [
