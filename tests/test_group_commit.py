@@ -211,13 +211,16 @@ def test_the_batch_reader_keeps_each_reads_error_its_own(db_url: str) -> None:
     reader = database.reader
     try:
         first = reader.submit(blocker)
-        futures = [reader.submit(count), reader.submit(bad_sql), reader.submit(count), reader.submit(refused)]
-        futures.append(reader.submit(count))
+        counts = [reader.submit(count)]
+        failing = reader.submit(bad_sql)
+        counts.append(reader.submit(count))
+        domain = reader.submit(refused)
+        counts.append(reader.submit(count))
         gate.set()
         assert first.result(10) == "first"
-        assert [futures[i].result(10) for i in (0, 2, 4)] == [1, 1, 1]
-        assert futures[1].exception(10) is not None and not isinstance(futures[1].exception(10), InvalidInput)
-        assert isinstance(futures[3].exception(10), InvalidInput)
+        assert [f.result(10) for f in counts] == [1, 1, 1]
+        assert failing.exception(10) is not None and not isinstance(failing.exception(10), InvalidInput)
+        assert isinstance(domain.exception(10), InvalidInput)
         assert reader.jobs == 6 and reader.batches < 6
         with pytest.raises(TypeError):
             reader.lease()
@@ -249,7 +252,12 @@ def test_sqlite_writers_of_several_processes_take_turns_on_a_file_lock(tmp_path:
         try:
             with pytest.raises(BlockingIOError):  # held for the length of the batch
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            waiting = second.committer.submit(lambda s: s.add(Workspace(name="second")) or "second")
+
+            def add_second(session: Session) -> str:
+                session.add(Workspace(name="second"))
+                return "second"
+
+            waiting = second.committer.submit(add_second)
             assert not waiting.done()
             gate.set()
             assert held.result(10) == "first" and waiting.result(10) == "second"
