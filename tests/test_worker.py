@@ -22,7 +22,7 @@ from invitelink.services.deliveries import enqueue
 from invitelink.services.links import issue_token
 from invitelink.worker import queue
 from invitelink.worker.runner import Worker
-from tests.smtp_server import SmtpSink, free_port
+from tests.smtp_server import RecordingHandler, SmtpSink, free_port
 
 
 @pytest.fixture
@@ -340,3 +340,60 @@ def test_connections_send_in_parallel_and_each_message_once(
     assert sorted(m["To"].addresses[0].addr_spec for m in sink.messages) == sorted(addresses)
     assert set(statuses(database).values()) == {"sent"}
     assert sink.handler.connections == 3  # every connection carried messages
+
+
+class RefusesSecondConnection(RecordingHandler):
+    """A relay that takes at most one connection from this client at a time: MAIL FROM on any other session gets
+    421, as relays with a per-client connection cap answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first: int | None = None
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: Any) -> str:
+        if self.first is None:
+            self.first = id(session)
+        if id(session) != self.first:
+            return "421 4.7.0 too many connections from you"
+        envelope.mail_from = address
+        return "250 OK"
+
+
+def test_a_relay_refusing_one_connection_sends_nothing_twice(arun: Any, settings: Settings, database: Database) -> None:
+    """One connection meets the relay down (421) while the others are sending: only messages no connection has
+    taken go back to the queue. Before, the messages then in flight on the other connections went back too, were
+    accepted all the same, and stayed queued, to be sent again."""
+    addresses = [f"q{i}@example.org" for i in range(30)]
+    seed(database, addresses)
+    sink = SmtpSink()
+    sink.handler = sink.controller.handler = RefusesSecondConnection()
+    with sink:
+        worker = Worker(smtp_settings(settings, sink).model_copy(update={"smtp_connections": 3}), database)
+        arun(worker.run_once())
+        arun(worker.close())
+        accepted = {m["Message-ID"] for m in sink.messages}
+    assert accepted, "the first connection sent"
+    with database.read_sessions() as session:
+        recorded = set(session.scalars(select(Delivery.message_id).where(Delivery.status == "sent")))
+    assert accepted == recorded  # every message the relay took is recorded as sent, none left to go again
+    assert worker.relays["email"].paused
+
+
+def test_header_and_body_edge_cases_arrive_as_written(
+    arun: Any, settings: Settings, database: Database, sink: SmtpSink
+) -> None:
+    """A body line starting "From " is not turned into ">From " (compat32's mbox habit); a line longer than SMTP's
+    998 octets arrives whole (quoted-printable); a name with a vertical tab, which compat32 would split into a
+    header of its own, fails that message alone."""
+    long_line = "x" * 1500
+    seed(database, ["a@example.org", "b@example.org"], body="From today on: {{survey_link}}\n" + long_line)
+    with database.sessions() as session, session.begin():
+        session.execute(update(Contact).where(Contact.email == "b@example.org").values(name="X\x0bReply-To: e@x.org"))
+    worker = Worker(smtp_settings(settings, sink), database)
+    assert arun(worker.run_once()) == 2
+    arun(worker.close())
+    assert statuses(database) == {"a@example.org": "sent", "b@example.org": "failed"}
+    (message,) = sink.messages
+    assert "Reply-To" not in message
+    text = cast(EmailMessage, message.get_body(("plain",))).get_content()
+    assert text.startswith("From today on: http://") and long_line in text

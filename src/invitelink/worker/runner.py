@@ -75,8 +75,11 @@ class Worker:
 
     async def _record(self, job: queue.Job, outcome: str, detail: str) -> None:
         # A few indexed statements, once per message: the hot path's group commit, so the outcomes of the
-        # connections sending at once share a commit on PostgreSQL too (on SQLite every write does).
-        await self.database.write_hot(queue.record_outcome, job, self.worker_id, outcome, detail, self.retry_window)
+        # connections sending at once share a commit on PostgreSQL too (on SQLite every write does). Shielded: a
+        # lane cancelled meanwhile (a sibling's error, shutdown) must not drop the record of a message that went.
+        await asyncio.shield(
+            self.database.write_hot(queue.record_outcome, job, self.worker_id, outcome, detail, self.retry_window)
+        )
         self.progress.count(outcome)
 
     async def _waiting(self, channel: str) -> int | None:
@@ -147,6 +150,10 @@ class Worker:
         raises for a transport's refusal. False when the channel's relay went down instead (the job went back to the
         queue, or counted a try: ``_relay_failed``)."""
         key = f"delivery-{job.delivery_id}-{job.sequence}"
+        relay = self.relays[job.channel]
+        # Whether the relay was up, or on trial, when this send began: a send that began before another connection
+        # found the relay down must not end that outage when it succeeds.
+        outage_at_start = relay.down_since
         try:
             # Rendering is this message's own business: whatever its data does to the e-mail library (a header
             # that cannot be encoded), it fails this one message for good. Raised out of the loop, it would leave
@@ -176,8 +183,10 @@ class Worker:
         else:
             await self._record(job, "sent", detail)
             self.sent += 1
-        # The relay answered for this message (took it, or refused it for its recipient): it is up.
-        await self._relay_back(self.relays[job.channel])
+        # The relay answered for this message (took it, or refused it for its recipient): it is up, unless another
+        # connection found it down after this send began.
+        if relay.down_since is None or relay.down_since == outage_at_start:
+            await self._relay_back(relay)
         return True
 
     async def _keep_leases(self, pending: set[int]) -> None:
@@ -210,6 +219,7 @@ class Worker:
         # recording its outcome before taking the next: so at most one message per connection is ever sent and
         # not yet recorded (what a SIGKILL can make the next worker send again).
         todo = iter(jobs)
+        in_flight: set[int] = set()
 
         async def lane(mailer: Mailer) -> None:
             for job in todo:
@@ -217,11 +227,21 @@ class Worker:
                     return
                 if job.delivery_id not in pending:
                     continue  # given back when its relay went down
-                delivered = await self.send(job, mailer)
+                in_flight.add(job.delivery_id)
+                try:
+                    delivered = await self.send(job, mailer)
+                finally:
+                    in_flight.discard(job.delivery_id)
                 pending.discard(job.delivery_id)
                 if not delivered:
-                    # Every message of this channel would meet the same relay: give them back untried.
-                    rest = [j.delivery_id for j in jobs if j.channel == job.channel and j.delivery_id in pending]
+                    # Every message of this channel would meet the same relay: give back untried the ones no
+                    # connection has taken yet. Those other connections are sending now finish as they will, and
+                    # record their own outcome (given back, they would be sent again).
+                    rest = [
+                        j.delivery_id
+                        for j in jobs
+                        if j.channel == job.channel and j.delivery_id in pending and j.delivery_id not in in_flight
+                    ]
                     if rest:
                         await self.database.write(queue.release, rest, self.worker_id)
                         pending.difference_update(rest)

@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
-from email.message import Message
+from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Protocol
@@ -37,11 +37,23 @@ class RelayUnavailable(Exception):
     before the recipient, the server going away, a gateway's 5xx. Its text names no secret (it is logged)."""
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A message ready to go: its envelope and its bytes (CRLF lines), serialised once when it is built, so that
+    whatever its data does to the e-mail library fails while it is rendered, and the relay gets exactly these."""
+
+    sender: str
+    recipient: str
+    data: bytes
+    smtputf8: bool
+    """An address outside ASCII: sent with SMTPUTF8 (refused, for good, by a relay that lacks it)."""
+
+
 class Mailer(Protocol):
     # What the worker's outage lines call this transport ("mail relay smtp.example.org:587"): no secrets.
     label: str
 
-    async def send(self, message: Message, key: str) -> None: ...
+    async def send(self, message: Outgoing, key: str) -> None: ...
     async def probe(self) -> None:
         """Return when the relay would take mail again; raise ``RelayUnavailable`` otherwise. Sends nothing."""
 
@@ -84,8 +96,8 @@ class OutboxMailer:
         self.directory = directory
         self.label = f"mail outbox {directory}"
 
-    async def send(self, message: Message, key: str) -> None:
-        _write_to_outbox(self.directory / f"{key}.eml", bytes(message))
+    async def send(self, message: Outgoing, key: str) -> None:
+        _write_to_outbox(self.directory / f"{key}.eml", message.data)
 
     async def probe(self) -> None:
         _write_to_outbox(self.directory / ".probe", b"")
@@ -169,11 +181,14 @@ class SmtpMailer:
         self.client = client
         return client, False
 
-    async def send(self, message: Message, key: str) -> None:
+    async def send(self, message: Outgoing, key: str) -> None:
+        options = ["SMTPUTF8"] if message.smtputf8 else None
         for fresh_try in (False, True):
             client, reused = await self._connect()
             try:
-                errors, _response = await client.send_message(message)
+                errors, _response = await client.sendmail(
+                    message.sender, [message.recipient], message.data, mail_options=options
+                )
             except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
                 error = classify_send_error(exc)
                 if not isinstance(error, RelayUnavailable):
