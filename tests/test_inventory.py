@@ -163,8 +163,9 @@ def test_a_new_supplier_never_sees_a_deleted_ones_listing(
 
 
 def test_pages_kept_are_bounded(supply: Supply, app: FastAPI) -> None:
-    """Beyond its bound the copy forgets the least recently used page, which the next call builds again."""
-    held = inventory.Inventories(suppliers=1, pages=2)
+    """Beyond its bound (the pages' size as JSON) the copy forgets the least recently used page, which the next call
+    builds again; a page larger than the bound is never kept."""
+    held = inventory.Inventories(suppliers=1, page_bytes=2)
     built: list[int] = []
     with app.state.database.read_sessions() as session:
         supplier = session.get(Supplier, supply.supplier["id"])
@@ -178,4 +179,6 @@ def test_pages_kept_are_bounded(supply: Supply, app: FastAPI) -> None:
             return held.page(session, supplier, 0, (number, 10), build)
 
         assert [page(1), page(2), page(1), page(3), page(1), page(2)] == [1, 2, 1, 3, 1, 2]
-    assert built == [1, 2, 3, 2]  # page 2 was the least recently used when page 3 came
+        assert built == [1, 2, 3, 2]  # each answer is 1 byte of JSON: page 2 was the least recent when 3 came
+        assert [page(123), page(123)] == [123, 123]
+    assert built == [1, 2, 3, 2, 123, 123]  # 3 bytes: larger than the whole bound, built each time

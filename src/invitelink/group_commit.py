@@ -72,24 +72,34 @@ def _take(job: Job) -> bool:
 
 class ProcessLock:
     """One writer across processes on one SQLite file: an exclusive ``flock`` on a file beside the database, held
-    by the committer thread for each batch and each lease.
+    by the committer thread for each batch.
 
     Several processes (``serve --workers 2``, a separate ``invitelink worker``, the CLI) each have their own
     committer. Without this they queue in SQLite's busy handler, which polls in growing sleeps (up to 100 ms each):
     a waiting writer wakes long after the lock was freed, or is overtaken again and again; with two app processes
     that made create_link's p99 3 s. A process waiting on the flock is woken by the kernel the moment it is
-    released. (Where ``fcntl`` does not exist, the busy handler alone still keeps writes correct.)"""
+    released. A batch is bounded work; a lease (an admin request, which may wait on its client) does not take the
+    flock, so a slow client can hold up its own process's writes but no other process's beyond SQLite's busy
+    timeout, as before.
+
+    The file is opened when the lock is made; a file that cannot be opened (another user's, created by a command
+    run as root) leaves the lock off with a warning, and SQLite's busy handler alone still keeps writes correct, as
+    it does where ``fcntl`` does not exist."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.path = path.resolve()
         self._fd: int | None = None
-
-    def __enter__(self) -> None:
         if fcntl is None:
             return
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            # Read-only is enough for flock; 0o644 lets the service's other users' processes open it too.
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError as exc:
+            log.warning("no writer lock %s (%s): writers of several processes will wait in SQLite instead", path, exc)
+
+    def __enter__(self) -> None:
+        if fcntl is not None and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
 
     def __exit__(self, *_exc: object) -> None:
         if fcntl is not None and self._fd is not None:
@@ -160,8 +170,7 @@ class GroupCommitter:
             if first is None:
                 return
             if first[0] is None:
-                with self._process_lock:
-                    self._lend(first[1])
+                self._lend(first[1])
                 continue
             batch: list[Job] = [first] if _take(first) else []
             stop = False
@@ -179,8 +188,16 @@ class GroupCommitter:
                 if _take(job):
                     batch.append(job)
             if batch:
-                with self._process_lock:
-                    self._run(batch)
+                try:
+                    with self._process_lock:
+                        self._run(batch)
+                except Exception as exc:
+                    # Whatever goes wrong outside the jobs (the lock, closing a session) fails this batch, never
+                    # the thread: a dead thread would leave every later job of the process waiting for ever.
+                    log.exception("a batch of %d jobs failed outside its jobs", len(batch))
+                    for _fn, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
             if stop:
                 return
 
@@ -242,9 +259,10 @@ class BatchReader(GroupCommitter):
     """The read side of the same idea (Database.read_hot): a few threads each take every read job waiting and run
     them one after another in one read transaction, then answer each. A thread-pool hop per read costs a short
     read more than the read itself: the pool thread waits for the GIL held by the event loop, and the loop for
-    it. The jobs of a batch share one snapshot, taken after each of them was submitted, so a read still sees every
-    write that was acknowledged before it was asked for. One job's error is its own: after a database error the
-    rest of the batch runs in a new transaction (PostgreSQL refuses every statement of a failed one)."""
+    it. The batch's transaction begins after each of its jobs was submitted, so a read sees every write that was
+    acknowledged before it was asked for (on SQLite the batch shares one snapshot; on PostgreSQL, READ COMMITTED,
+    each statement sees what was committed before it began). One job's error is its own: after a database error
+    the rest of the batch runs in a new transaction (PostgreSQL refuses every statement of a failed one)."""
 
     def lease(self) -> Future[Lease]:
         raise TypeError("a BatchReader lends no sessions")
@@ -261,6 +279,10 @@ class BatchReader(GroupCommitter):
                     session.rollback()
                 except Exception as exc:
                     outcomes.append((future, None, exc))
+                # Each read starts with an empty identity map: on PostgreSQL every statement sees what was
+                # committed before it began, and an object an earlier read of the batch loaded would otherwise
+                # keep its older state (a page built from it would then be kept under a newer version).
+                session.expunge_all()
         finally:
             session.rollback()
             session.close()

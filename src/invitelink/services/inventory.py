@@ -8,14 +8,16 @@ limits (quotas), an industry. A process keeps each supplier's ordered allocation
 under the version they were read at. A call reads the version with its key (the supply API's authentication joins
 the workspace row) and, while it is unchanged, answers the total and any page it answered before from memory.
 
-The version is raised by a session listener, so no write path can forget it: after every flush it looks at what
-the flush inserted, deleted or changed among those tables. An ORM bulk UPDATE or DELETE of them (none exists in
-the code today) raises every workspace's version, since which rows it touched is unknown. Writes outside the ORM
-session (raw SQL) would go unseen: there are none for these tables.
+The version is raised by a session listener, so no ORM write path can forget it: after every flush it looks at
+what the flush inserted, deleted or changed among those tables. An ORM bulk UPDATE or DELETE of them (none exists
+in the code today) raises every workspace's version, since which rows it touched is unknown. SQL written by hand
+against these tables (text(), Table-level statements, none exists today) goes unseen and must raise the version
+itself.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from array import array
 from collections import OrderedDict
@@ -23,15 +25,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, event, or_, select, update
+from sqlalchemy import ColumnElement, Select, event, or_, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from invitelink.models import Allocation, Industry, Quota, Supplier, Survey, Workspace
 
-# Suppliers whose id lists a process keeps (10,000 ids take 80 kB), and pages it keeps across all suppliers
-# (a page of ten items takes about 10 kB).
+# Suppliers whose id lists a process keeps (10,000 ids take 80 kB), and the pages it keeps across all suppliers,
+# bounded by their size as JSON (a page of ten ordinary items is about 4 kB; one of 100 items with the longest
+# descriptions can be 1 MB, and is then not kept).
 CACHED_SUPPLIERS = 256
-CACHED_PAGES = 2048
+CACHED_PAGE_BYTES = 16 * 1024 * 1024
+LARGEST_PAGE_KEPT = CACHED_PAGE_BYTES // 64
 WATCHED = (Allocation, Industry, Quota, Survey)
 T = TypeVar("T")
 
@@ -84,14 +88,16 @@ Owner = tuple[str, int, datetime]
 class Inventories:
     """This process's listings, each under the inventory version it was read at."""
 
-    def __init__(self, suppliers: int = CACHED_SUPPLIERS, pages: int = CACHED_PAGES) -> None:
-        self.suppliers, self.pages = suppliers, pages
+    def __init__(self, suppliers: int = CACHED_SUPPLIERS, page_bytes: int = CACHED_PAGE_BYTES) -> None:
+        self.suppliers, self.page_bytes = suppliers, page_bytes
         self._ids: OrderedDict[Owner, tuple[int, array[int]]] = OrderedDict()
-        self._pages: OrderedDict[tuple[Owner, int, int, int], Any] = OrderedDict()
-        self._lock = threading.Lock()  # reads run in the thread pool
+        self._pages: OrderedDict[tuple[Owner, int, int, int], tuple[int, Any]] = OrderedDict()
+        self._pages_size = 0
+        self._lock = threading.Lock()  # reads run in the thread pool and the batch reader's threads
 
     @staticmethod
     def owner(session: Session, supplier: Supplier) -> Owner:
+        """Whose listing: the database, the supplier and when it was created."""
         return (session.get_bind().engine.url.render_as_string(), supplier.id, supplier.created_at)
 
     def live_ids(self, session: Session, supplier: Supplier, version: int) -> array[int]:
@@ -118,11 +124,19 @@ class Inventories:
         with self._lock:
             if key in self._pages:
                 self._pages.move_to_end(key)
-                held: T = self._pages[key]
+                held: T = self._pages[key][1]
                 return held
         answer = build()
+        size = len(json.dumps(answer, default=str))
+        if size > min(LARGEST_PAGE_KEPT, self.page_bytes):
+            return answer
         with self._lock:
-            _put(self._pages, key, answer, self.pages)
+            if key not in self._pages:
+                self._pages[key] = (size, answer)
+                self._pages_size += size
+            while self._pages_size > self.page_bytes:
+                _key, (dropped, _answer) = self._pages.popitem(last=False)
+                self._pages_size -= dropped
         return answer
 
 
@@ -133,7 +147,7 @@ def _put(cache: OrderedDict[Any, Any], key: Any, value: Any, bound: int) -> None
         cache.popitem(last=False)
 
 
-def live_allocations(supplier_id: int) -> Any:
+def live_allocations(supplier_id: int) -> Select[tuple[int]]:
     """The ids of a supplier's active allocations of active surveys."""
     return (
         select(Allocation.id)
