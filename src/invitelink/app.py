@@ -20,7 +20,6 @@ from invitelink.config import Settings
 from invitelink.db import Database
 from invitelink.docs import install_docs
 from invitelink.families.registry import FAMILIES, renderer_for
-from invitelink.families.supply.routes import KnownKeys
 from invitelink.limits import BodySizeLimit
 from invitelink.migrate import is_at_head
 from invitelink.rate_limits import RateLimits
@@ -120,7 +119,6 @@ def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -
     app.state.settings = settings
     app.state.database = database
     app.state.rate_limits = rate_limits
-    app.state.known_supplier_keys = KnownKeys()
 
     @app.exception_handler(PasswordWorkBusy)
     async def password_work_busy(request: Request, exc: PasswordWorkBusy) -> Response:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, event, or_, select, update
+from sqlalchemy import Select, event, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from invitelink.models import Allocation, Industry, Quota, Supplier, Survey, Workspace
@@ -40,10 +40,14 @@ WATCHED = (Allocation, Industry, Quota, Survey)
 T = TypeVar("T")
 
 
+# session.info key: the workspaces whose version this transaction raises when it commits.
+TOUCHED = "invitelink.inventory.touched"
+
+
 @event.listens_for(Session, "after_flush")
-def _raise_versions(session: Session, _flush: UOWTransaction) -> None:
-    """Raise the version of every workspace whose suppliers' listings this flush changed (after_flush still shows
-    the flush's new, dirty and deleted objects)."""
+def _note_changes(session: Session, _flush: UOWTransaction) -> None:
+    """Note the workspaces whose suppliers' listings this flush changed (after_flush still shows the flush's new,
+    dirty and deleted objects); their versions are raised when the transaction commits."""
     workspaces: set[int] = set()
     suppliers: set[int] = set()
     allocations: set[int] = set()
@@ -55,20 +59,35 @@ def _raise_versions(session: Session, _flush: UOWTransaction) -> None:
             suppliers.add(instance.supplier_id)
         elif isinstance(instance, Quota):
             allocations.add(instance.allocation_id)
-    if not (workspaces or suppliers or allocations):
-        return
-    conditions: list[ColumnElement[bool]] = []
-    if workspaces:
-        conditions.append(Workspace.id.in_(workspaces))
+    # The owning workspaces are read now, while the rows exist (no lock is taken by reading them).
+    connection = session.connection()
     if suppliers:
-        conditions.append(Workspace.id.in_(select(Supplier.workspace_id).where(Supplier.id.in_(suppliers))))
+        workspaces.update(connection.scalars(select(Supplier.workspace_id).where(Supplier.id.in_(suppliers))))
     if allocations:
         owning = select(Supplier.workspace_id).join(Allocation, Allocation.supplier_id == Supplier.id)
-        conditions.append(Workspace.id.in_(owning.where(Allocation.id.in_(allocations))))
-    # On the flush's own connection: in the transaction that made the change, and with no autoflush.
-    session.connection().execute(
-        update(Workspace).where(or_(*conditions)).values(inventory_version=Workspace.inventory_version + 1)
-    )
+        workspaces.update(connection.scalars(owning.where(Allocation.id.in_(allocations))))
+    if workspaces:
+        session.info.setdefault(TOUCHED, set()).update(workspaces)
+
+
+@event.listens_for(Session, "before_commit")
+def _raise_versions(session: Session) -> None:
+    """Raise the noted workspaces' versions as the last statement before the commit, in the same transaction: the
+    workspace rows are locked (PostgreSQL) only for the commit itself, never between a change and the next, where
+    two transactions changing the same rows in another order could deadlock on them."""
+    session.flush()  # the last changes are noted too
+    workspaces: set[int] | None = session.info.pop(TOUCHED, None)
+    if workspaces:
+        session.connection().execute(
+            update(Workspace)
+            .where(Workspace.id.in_(sorted(workspaces)))
+            .values(inventory_version=Workspace.inventory_version + 1)
+        )
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_changes(session: Session) -> None:
+    session.info.pop(TOUCHED, None)
 
 
 @event.listens_for(Session, "do_orm_execute")

@@ -48,6 +48,15 @@ class KnownKeys:
         self.size = size
         self._keys: OrderedDict[tuple[str, str], None] = OrderedDict()
 
+    @classmethod
+    def of(cls, request: Request) -> KnownKeys:
+        """The app's set, made on first use: the family keeps its own state on the app."""
+        state = request.app.state
+        known: KnownKeys | None = getattr(state, "known_supplier_keys", None)
+        if known is None:
+            known = state.known_supplier_keys = cls()
+        return known
+
     def __contains__(self, seen: object) -> bool:
         return seen in self._keys
 
@@ -76,7 +85,7 @@ async def _call(request: Request, database: Database, settings: Settings, enviro
     # random bearer values cannot fill the limiter. For reading endpoints, a key this process saw accepted lately
     # skips that separate check: the endpoint's own read authenticates it again (a revoked key still gets 401).
     # A write first looks for a stored answer to replay, which must not be given out before the key is checked.
-    known: KnownKeys = request.app.state.known_supplier_keys
+    known = KnownKeys.of(request)
     seen = (environment, digest(key)) if key else None
     if seen is None or seen not in known or endpoint in calls.WRITES:
         await database.read_hot(calls.authenticate, key, environment)
