@@ -243,8 +243,10 @@ class Worker:
                         if j.channel == job.channel and j.delivery_id in pending and j.delivery_id not in in_flight
                     ]
                     if rest:
-                        await self.database.write(queue.release, rest, self.worker_id)
+                        # Out of ``pending`` before the release is awaited: meanwhile another connection must not
+                        # take one of them from the iterator and send it (its outcome would find it released).
                         pending.difference_update(rest)
+                        await self.database.write(queue.release, rest, self.worker_id)
                 await self.progress.report_if_due()
 
         try:
