@@ -176,7 +176,7 @@ def test_pages_kept_are_bounded(supply: Supply, app: FastAPI) -> None:
                 built.append(number)
                 return number
 
-            return held.page(session, supplier, 0, (number, 10), build)
+            return held.page(held.owner(session, supplier), 0, (number, 10), build)
 
         assert [page(1), page(2), page(1), page(3), page(1), page(2)] == [1, 2, 1, 3, 1, 2]
         assert built == [1, 2, 3, 2]  # each answer is 1 byte of JSON: page 2 was the least recent when 3 came

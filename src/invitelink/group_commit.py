@@ -122,7 +122,7 @@ class GroupCommitter:
         self.sessions = sessions
         self.max_batch = max_batch
         self.threads = threads
-        # Held around each batch and lease (its own thread only: a flock is shared by the threads of a process).
+        # Held around each batch, not a lease (ProcessLock says why); by this committer's threads only.
         self._process_lock: AbstractContextManager[None] = process_lock if process_lock is not None else nullcontext()
         self._queue: queue.SimpleQueue[Job | LeaseRequest | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []

@@ -119,27 +119,24 @@ class Inventories:
         """Whose listing: the database, the supplier and when it was created."""
         return (session.get_bind().engine.url.render_as_string(), supplier.id, supplier.created_at)
 
-    def live_ids(self, session: Session, supplier: Supplier, version: int) -> array[int]:
-        """The supplier's live allocation ids in id order. ``version`` must have been read before this call, in
-        the same transaction: a change committed in between then leaves a newer list under the older version
-        (replaced by the next call), never an older list under the newer version."""
-        owner = self.owner(session, supplier)
+    def live_ids(self, session: Session, owner: Owner, version: int) -> array[int]:
+        """The live allocation ids of ``owner``'s supplier in id order. ``version`` must have been read before this
+        call, in the same transaction: a change committed in between then leaves a newer list under the older
+        version (replaced by the next call), never an older list under the newer version."""
         with self._lock:
             held = self._ids.get(owner)
             if held is not None and held[0] == version:
                 self._ids.move_to_end(owner)
                 return held[1]
-        ids = array("q", session.scalars(live_allocations(supplier.id).order_by(Allocation.id)))
+        ids = array("q", session.scalars(live_allocations(owner[1]).order_by(Allocation.id)))
         with self._lock:
             _put(self._ids, owner, (version, ids), self.suppliers)
         return ids
 
-    def page(
-        self, session: Session, supplier: Supplier, version: int, page: tuple[int, int], build: Callable[[], T]
-    ) -> T:
+    def page(self, owner: Owner, version: int, page: tuple[int, int], build: Callable[[], T]) -> T:
         """``build()``'s answer for this page, kept under ``version`` (read as for :meth:`live_ids`). The answer is
         shared by every call that gets it: callers must not change it."""
-        key = (self.owner(session, supplier), version, *page)
+        key = (owner, version, *page)
         with self._lock:
             if key in self._pages:
                 self._pages.move_to_end(key)

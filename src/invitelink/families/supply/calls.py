@@ -141,14 +141,15 @@ def allocated_survey(session: Session, caller: Caller, body: dict[str, Any]) -> 
     process's copy of the supplier's inventory, read again whenever anything listed changed (services/inventory.py):
     the total and a deep page cost what the first page does."""
     page, per_page = page_params(body)
-    live = inventory.INVENTORIES.live_ids(session, caller.supplier, caller.inventory_version)
+    owner = inventory.INVENTORIES.owner(session, caller.supplier)
+    live = inventory.INVENTORIES.live_ids(session, owner, caller.inventory_version)
 
     def build() -> list[dict[str, Any]]:
         ids = list(live[(page - 1) * per_page : page * per_page])
         limits = limits_of(session, ids)
         return [_item(a, s, i, limits[a.id]) for a, s, i in _rows(session, ids)]
 
-    items = inventory.INVENTORIES.page(session, caller.supplier, caller.inventory_version, (page, per_page), build)
+    items = inventory.INVENTORIES.page(owner, caller.inventory_version, (page, per_page), build)
     return {"success": True, "TotalCount": len(live), "data": items}
 
 
