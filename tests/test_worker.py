@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import email.policy
+import random
+import string
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from email import message_from_bytes
 from email.message import EmailMessage
+from email.policy import compat32
 from typing import Any, cast
 
 import pytest
@@ -21,6 +26,7 @@ from invitelink.services import accounts, contacts, surveys
 from invitelink.services.deliveries import enqueue
 from invitelink.services.links import issue_token
 from invitelink.worker import queue
+from invitelink.worker.messages import COMPAT32_SMTP, build_email
 from invitelink.worker.runner import Worker
 from tests.smtp_server import RecordingHandler, SmtpSink, free_port
 
@@ -397,3 +403,38 @@ def test_header_and_body_edge_cases_arrive_as_written(
     assert "Reply-To" not in message
     text = cast(EmailMessage, message.get_body(("plain",))).get_content()
     assert text.startswith("From today on: http://") and long_line in text
+
+
+def test_short_ascii_headers_are_written_as_compat32_would_fold_them() -> None:
+    """The SMTP policy writes a short printable ASCII value as it is, skipping compat32's folding: for every such
+    value, and for longer ones (which still go through the folding), the bytes must be compat32's own."""
+    reference = compat32.clone(linesep="\r\n", mangle_from_=False)
+    rng = random.Random(7)
+    alphabet = string.printable[:-5] + "  =?_"  # printable ASCII with runs of spaces, no tab or line break
+    for _ in range(5000):
+        name = rng.choice(["Subject", "To", "From", "Message-ID", "List-Unsubscribe-Post", "X"])
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 100)))
+        assert COMPAT32_SMTP.fold_binary(name, value) == reference.fold_binary(name, value), (name, value)
+    for value in ["tab\there", "trailing  ", "  leading", "x" * 200, "Grüße"]:
+        assert COMPAT32_SMTP.fold_binary("Subject", value) == reference.fold_binary("Subject", value), value
+
+
+def test_each_message_has_a_boundary_of_its_own_outside_its_parts(settings: Settings) -> None:
+    """The multipart boundary is chosen per message, not by the generator searching the parts for a free one: it
+    must differ between messages and delimit exactly the two parts, whatever the body holds."""
+    job = queue.Job(
+        delivery_id=1, channel="email", sequence=0, attempts=0, to="p@example.org", recipient_name="P",
+        subject="Hi", body="--=_ lines that look like a boundary\n--=_\n{{survey_link}}", sender_name="",
+        token="TOKEN", project="study", survey_title="Study", workspace_name="Lab",
+    )  # fmt: skip
+    boundaries = set()
+    for _ in range(20):
+        message = message_from_bytes(build_email(settings, job).data, policy=email.policy.SMTP)
+        boundary = message.get_boundary()
+        assert boundary is not None
+        boundaries.add(boundary)
+        parts = [part.get_content_type() for part in message.iter_parts()]
+        assert parts == ["text/plain", "text/html"]
+        text = cast(EmailMessage, message.get_body(("plain",))).get_content().replace("\r\n", "\n")
+        assert text.startswith("--=_ lines that look like a boundary\n--=_\nhttp")
+    assert len(boundaries) == 20
