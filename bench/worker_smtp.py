@@ -77,7 +77,8 @@ async def baseline(port: int, count: int, size: int, connections: int) -> float:
     return count / elapsed
 
 
-def seed(database: Database, count: int) -> None:
+def seed(database: Database, count: int) -> int:
+    """A new workspace whose survey has ``count`` deliveries queued; returns the mailing's id."""
     with transaction(database.sessions) as session:
         workspace, _ = accounts.create_admin(session, f"bench-{time.time_ns()}@example.org", "benchmark-pass", "Bench")
         survey, _ = surveys.create_survey(
@@ -88,6 +89,7 @@ def seed(database: Database, count: int) -> None:
         session.add_all(Contact(survey_id=survey.id, email=f"r{i}@example.org", name=f"R {i}") for i in range(count))
         session.flush()
         send_to_contacts(session, mailing, None, utcnow())
+        return mailing.id
 
 
 def main() -> None:
@@ -119,7 +121,7 @@ def main() -> None:
         )
         database = Database(url, pool_size=2)
         print(f"seeding {args.messages} deliveries ...", flush=True)
-        seed(database, args.messages)
+        mailing_id = seed(database, args.messages)
         engine = "SQLite" if args.database_url is None else url.split(":", 1)[0]
         print(
             f"{args.messages} messages to an aiosmtpd sink on loopback (its own process), {args.connections} "
@@ -144,7 +146,12 @@ def main() -> None:
             f"({delivered} in {elapsed:.1f} s)"
         )
         with database.read_sessions() as session:
-            sent = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "sent"))
+            # This run's mailing only: a PostgreSQL database may hold earlier runs' workspaces.
+            sent = session.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.mailing_id == mailing_id, Delivery.status == "sent")
+            )
         print(
             f"ratio worker / sink: {rate / sink_rate:.2f} (target >= 0.60)   deliveries marked sent: {sent} of "
             f"{args.messages}"

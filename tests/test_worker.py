@@ -21,8 +21,8 @@ from sqlalchemy import func, select, update
 from invitelink.app import create_app
 from invitelink.config import Settings
 from invitelink.db import Database, transaction
-from invitelink.models import Contact, Delivery, Mailing, Participation, Suppression, Survey, utcnow
-from invitelink.services import accounts, contacts, surveys
+from invitelink.models import Contact, Delivery, Event, Mailing, Participation, Suppression, Survey, utcnow
+from invitelink.services import accounts, contacts, events, surveys
 from invitelink.services.deliveries import enqueue
 from invitelink.services.links import issue_token
 from invitelink.worker import queue
@@ -438,3 +438,33 @@ def test_each_message_has_a_boundary_of_its_own_outside_its_parts(settings: Sett
         text = cast(EmailMessage, message.get_body(("plain",))).get_content().replace("\r\n", "\n")
         assert text.startswith("--=_ lines that look like a boundary\n--=_\nhttp")
     assert len(boundaries) == 20
+
+
+def test_outcome_events_from_the_claim_match_the_stored_delivery(
+    arun: Any, settings: Settings, database: Database, sink: SmtpSink
+) -> None:
+    """The worker writes a delivery's event from what it read when it claimed the delivery, without reading it
+    again: every field must be what the database holds after the outcome, as the event of any other writer (which
+    reads the row) would say it. Sent and failed, with metadata, a uid, a mobile number and an anonymous contact."""
+    seed(database, ["ok@example.org", "gone@example.org", "anon@example.org"])
+    with database.sessions() as session, session.begin():
+        session.execute(update(Mailing).values(meta={"order": "4711"}))
+        session.execute(update(Contact).where(Contact.email == "ok@example.org").values(uid="u-1", mobile="+4915100"))
+        session.execute(update(Contact).where(Contact.email == "anon@example.org").values(anonymous=True))
+    sink.handler.refuse = {"gone@example.org": "550 5.1.1 no such user"}
+    worker = Worker(smtp_settings(settings, sink), database)
+    assert arun(worker.run_once()) == 3
+    arun(worker.close())
+    with database.read_sessions() as session:
+        written = {e.payload["data"]["delivery_id"]: e.payload for e in session.scalars(select(Event))}
+    assert {p["type"] for p in written.values()} == {"delivery.sent", "delivery.failed"}
+    assert len(written) == 3
+    for delivery_id, payload in written.items():
+        with database.sessions() as check:
+            events.delivery_changed(check, delivery_id, payload["type"])  # reads the row, as other writers do
+            newest = check.scalars(select(Event).order_by(Event.id.desc()).limit(1)).one()
+            assert newest.payload["data"] == payload["data"]
+            check.rollback()
+    by_status = {p["data"]["status"]: p["data"] for p in written.values()}
+    assert by_status["failed"]["error"] and by_status["failed"]["message_id"] is None
+    assert by_status["sent"]["metadata"] == {"order": "4711"}

@@ -9,6 +9,7 @@ import string
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -106,8 +107,10 @@ def sign(key: bytes, message: str) -> str:
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
+@lru_cache(maxsize=64)
 def derive_key(server_secret: bytes, purpose: str) -> bytes:
-    """A sub-key of the server secret for one purpose, so one leaked sub-key exposes nothing else."""
+    """A sub-key of the server secret for one purpose, so one leaked sub-key exposes nothing else. Kept once made:
+    the worker derives two per message (Message-ID, unsubscribe link), and the secret is in memory anyway."""
     return hmac.new(server_secret, purpose.encode(), hashlib.sha256).digest()
 
 

@@ -207,9 +207,34 @@ _DELIVERY = (
 )
 
 
-def delivery_changed(session: Session, delivery_id: int, event_type: str) -> None:
-    """``event_type`` (delivery.sent, delivery.failed, delivery.bounced) for a delivery that just changed."""
-    row = session.execute(_DELIVERY, {"delivery_id": delivery_id}).one()
+@dataclass(frozen=True)
+class DeliveryFacts:
+    """What a delivery event says about its delivery, named as the columns of ``_DELIVERY``. The worker reads them
+    when it claims the delivery (worker/queue.py), so recording an outcome needs no read of its own."""
+
+    id: int
+    status: str
+    channel: str
+    sequence: int
+    mailing_id: int
+    attempts: int
+    last_error: str | None
+    message_id: str | None
+    survey_id: int
+    meta: dict[str, Any] | None
+    workspace_id: int
+    code: str | None
+    contact_id: int
+    email: str | None
+    mobile: str | None
+    uid: str | None
+    anonymous: bool
+
+
+def delivery_changed(session: Session, delivery_id: int, event_type: str, facts: DeliveryFacts | None = None) -> None:
+    """``event_type`` (delivery.sent, delivery.failed, delivery.bounced) for a delivery that just changed: as
+    ``facts`` say, or else as the database now says."""
+    row: Any = facts if facts is not None else session.execute(_DELIVERY, {"delivery_id": delivery_id}).one()
     record(
         session,
         event_type,

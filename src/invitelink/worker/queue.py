@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -56,6 +56,8 @@ class Job:
     reminder_days: int = 0
     # The contact's attributes, for {{attr.name}} (services/templates.py).
     attributes: Mapping[str, str] = field(default_factory=dict)
+    # The delivery as its outcome's event describes it, read with the job; None: the event reads it then.
+    facts: events.DeliveryFacts | None = None
 
 
 def backoff(attempts: int) -> timedelta:
@@ -91,6 +93,59 @@ def _due(now: datetime) -> ColumnElement[bool]:
     )
 
 
+_deliveries = cast(Table, Delivery.__table__)
+_contacts, _mailings, _surveys = Contact.__table__, Mailing.__table__, Survey.__table__
+_workspaces, _tokens, _participations = Workspace.__table__, Token.__table__, Participation.__table__
+# What a claimed delivery's job needs, as columns: loading six mapped objects per row cost the worker more than
+# sending took. The columns named as events.DeliveryFacts names them, for the outcome's event.
+_CLAIMED = (
+    select(
+        _deliveries.c.id,
+        _deliveries.c.status,
+        _deliveries.c.channel,
+        _deliveries.c.sequence,
+        _deliveries.c.mailing_id,
+        _deliveries.c.attempts,
+        _deliveries.c.last_error,
+        _deliveries.c.message_id,
+        _contacts.c.id.label("contact_id"),
+        _contacts.c.email,
+        _contacts.c.mobile,
+        _contacts.c.uid,
+        _contacts.c.anonymous,
+        _contacts.c.name,
+        _contacts.c.attributes,
+        _mailings.c.subject,
+        _mailings.c.body,
+        _mailings.c.sender_name,
+        _mailings.c.reminder_days,
+        _mailings.c.survey_id,
+        _mailings.c.metadata.label("meta"),
+        _surveys.c.project,
+        _surveys.c.title,
+        _surveys.c.workspace_id,
+        _workspaces.c.name.label("workspace_name"),
+        _tokens.c.code,
+        _participations.c.status.label("participation_status"),
+        _participations.c.reported_status,
+    )
+    .select_from(_deliveries)
+    .join(_contacts, _contacts.c.id == _deliveries.c.contact_id)
+    .join(_mailings, _mailings.c.id == _deliveries.c.mailing_id)
+    .join(_surveys, _surveys.c.id == _mailings.c.survey_id)
+    .join(_workspaces, _workspaces.c.id == _surveys.c.workspace_id)
+    .join(_tokens, _tokens.c.id == _deliveries.c.token_id)
+    .outerjoin(_participations, _participations.c.token_id == _tokens.c.id)
+    .where(_deliveries.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_deliveries.c.due_at, _deliveries.c.id)
+)
+_SKIP = (
+    update(_deliveries)
+    .where(_deliveries.c.id == bindparam("b_id"))
+    .values(status="skipped", transport_status="none", locked_until=None, last_error=bindparam("b_error"))
+)
+
+
 def claim(
     session: Session, worker_id: str, batch: int, lease: timedelta, channels: Collection[str] | None = None
 ) -> list[Job]:
@@ -121,56 +176,67 @@ def claim(
         .where(Delivery.id.in_(ids))
         .values(status="sending", locked_until=now + lease, locked_by=worker_id, attempts=Delivery.attempts + 1)
     )
-    rows = session.execute(
-        select(
-            Delivery, Contact, Mailing, Survey, Workspace, Token, Participation.status, Participation.reported_status
-        )
-        .join(Contact, Contact.id == Delivery.contact_id)
-        .join(Mailing, Mailing.id == Delivery.mailing_id)
-        .join(Survey, Survey.id == Mailing.survey_id)
-        .join(Workspace, Workspace.id == Survey.workspace_id)
-        .join(Token, Token.id == Delivery.token_id)
-        .outerjoin(Participation, Participation.token_id == Token.id)
-        .where(Delivery.id.in_(ids))
-        .order_by(Delivery.due_at, Delivery.id)
-    ).all()
-    suppressed = _suppressed(session, [(w.id, c.email) for _d, c, _m, _s, w, _t, _p, _r in rows if c.email])
+    rows = session.execute(_CLAIMED, {"ids": ids}).all()
+    suppressed = _suppressed(session, [(row.workspace_id, row.email) for row in rows if row.email])
     jobs = []
-    for delivery, contact, mailing, survey, workspace, token, participation_status, reported in rows:
-        to = contact.email if delivery.channel == "email" else contact.mobile
+    skipped: list[dict[str, object]] = []
+    for row in rows:
+        to = row.email if row.channel == "email" else row.mobile
         skip = None
         if not to:
             skip = "no address for this channel"
-        elif delivery.channel == "email" and (workspace.id, to) in suppressed:
+        elif row.channel == "email" and (row.workspace_id, to) in suppressed:
             skip = "address suppressed"
-        elif delivery.sequence > 0 and participation_status in TERMINAL:
-            skip = f"no reminder: participation already {participation_status}"
-        elif delivery.sequence > 0 and reported is not None:
+        elif row.sequence > 0 and row.participation_status in TERMINAL:
+            skip = f"no reminder: participation already {row.participation_status}"
+        elif row.sequence > 0 and row.reported_status is not None:
             # The participant's browser reported the end; only its confirmation by the callback is missing.
-            skip = f"no reminder: participation reported {reported}, awaiting the questionnaire's confirmation"
+            skip = (
+                f"no reminder: participation reported {row.reported_status}, awaiting the questionnaire's confirmation"
+            )
         if skip is not None:
-            delivery.status, delivery.transport_status, delivery.locked_until = "skipped", "none", None
-            delivery.last_error = skip
+            skipped.append({"b_id": row.id, "b_error": skip})
             continue
         jobs.append(
             Job(
-                delivery_id=delivery.id,
-                channel=delivery.channel,
-                sequence=delivery.sequence,
-                attempts=delivery.attempts,
+                delivery_id=row.id,
+                channel=row.channel,
+                sequence=row.sequence,
+                attempts=row.attempts,
                 to=to,
-                recipient_name=contact.name,
-                subject=mailing.subject,
-                body=mailing.body,
-                sender_name=mailing.sender_name,
-                token=token.code,
-                project=survey.project,
-                survey_title=survey.title,
-                workspace_name=workspace.name,
-                reminder_days=mailing.reminder_days if delivery.sequence == 0 else 0,
-                attributes=contact.attributes or {},
+                recipient_name=row.name,
+                subject=row.subject,
+                body=row.body,
+                sender_name=row.sender_name,
+                token=row.code,
+                project=row.project,
+                survey_title=row.title,
+                workspace_name=row.workspace_name,
+                reminder_days=row.reminder_days if row.sequence == 0 else 0,
+                attributes=row.attributes or {},
+                facts=events.DeliveryFacts(
+                    id=row.id,
+                    status=row.status,
+                    channel=row.channel,
+                    sequence=row.sequence,
+                    mailing_id=row.mailing_id,
+                    attempts=row.attempts,
+                    last_error=row.last_error,
+                    message_id=row.message_id,
+                    survey_id=row.survey_id,
+                    meta=row.meta,
+                    workspace_id=row.workspace_id,
+                    code=row.code,
+                    contact_id=row.contact_id,
+                    email=row.email,
+                    mobile=row.mobile,
+                    uid=row.uid,
+                    anonymous=row.anonymous,
+                ),
             )
         )
+    if skipped:
+        session.execute(_SKIP, skipped)
     return jobs
 
 
@@ -189,7 +255,6 @@ def _suppressed(session: Session, pairs: list[tuple[int, str]]) -> set[tuple[int
 
 # The outcome updates below run with synchronize_session=False: the job's session holds no Delivery objects to
 # keep in step, and the ORM's evaluation of the WHERE clause against them was a tenth of the worker's time.
-_deliveries = cast(Table, Delivery.__table__)
 # Only the lease holder records an outcome: a worker whose lease expired must not overwrite a newer one.
 _MINE = (
     _deliveries.c.id == bindparam("b_delivery_id"),
@@ -236,7 +301,8 @@ def mark_sent(session: Session, job: Job, worker_id: str, message_id: str) -> No
     )
     if rowcount(result) != 1:
         return  # the lease was lost to another worker, which records its own outcome
-    events.delivery_changed(session, job.delivery_id, "delivery.sent")
+    facts = job.facts and replace(job.facts, status="sent", last_error=None, message_id=message_id)
+    events.delivery_changed(session, job.delivery_id, "delivery.sent", facts)
     if job.reminder_days > 0:
         d = Delivery.__table__.c
         source = select(
@@ -254,10 +320,15 @@ def mark_sent(session: Session, job: Job, worker_id: str, message_id: str) -> No
         session.execute(insert(Delivery).from_select(DELIVERY_COLUMNS, source))
 
 
-def mark_failed(session: Session, delivery_id: int, worker_id: str, error: str) -> None:
-    result = session.execute(_MARK_FAILED, {**_mine(delivery_id, worker_id), "b_error": error[:1000]})
+def mark_failed(
+    session: Session, delivery_id: int, worker_id: str, error: str, facts: events.DeliveryFacts | None = None
+) -> None:
+    """Fail the delivery for good; ``facts``: the delivery as read with its job, for the event."""
+    error = error[:1000]
+    result = session.execute(_MARK_FAILED, {**_mine(delivery_id, worker_id), "b_error": error})
     if rowcount(result) == 1:
-        events.delivery_changed(session, delivery_id, "delivery.failed")
+        facts = facts and replace(facts, status="failed", last_error=error)
+        events.delivery_changed(session, delivery_id, "delivery.failed", facts)
 
 
 def _hours(window: timedelta) -> str:
@@ -272,7 +343,7 @@ def mark_retry(
     delay = retry_delay(job.attempts, window)
     if delay is None:
         reason = f"gave up after {_hours(window)} ({job.attempts} attempts); last error: {error}"
-        mark_failed(session, job.delivery_id, worker_id, reason)
+        mark_failed(session, job.delivery_id, worker_id, reason, job.facts)
         return None
     due = utcnow() + delay
     session.execute(_MARK_RETRY, {**_mine(job.delivery_id, worker_id), "b_due": due, "b_error": error[:1000]})
@@ -307,7 +378,7 @@ def record_outcome(
     if outcome == "sent":
         mark_sent(session, job, worker_id, detail)
     elif outcome == "failed":
-        mark_failed(session, job.delivery_id, worker_id, detail)
+        mark_failed(session, job.delivery_id, worker_id, detail, job.facts)
     else:
         mark_retry(session, job, worker_id, detail, window)
 
