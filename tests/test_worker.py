@@ -7,6 +7,7 @@ import email.policy
 import random
 import string
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
@@ -468,3 +469,64 @@ def test_outcome_events_from_the_claim_match_the_stored_delivery(
     by_status = {p["data"]["status"]: p["data"] for p in written.values()}
     assert by_status["failed"]["error"] and by_status["failed"]["message_id"] is None
     assert by_status["sent"]["metadata"] == {"order": "4711"}
+
+
+class ChecksRecordsAtData(RecordingHandler):
+    """A relay that, on each connection, looks up the messages it took before on that connection: when a new
+    envelope arrives (RCPT TO), and when it is about to take the new message (DATA)."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__()
+        self.database = database
+        self.taken: dict[int, list[str]] = {}  # session -> Message-IDs it took
+        self.unrecorded_at_data = 0  # taken messages not yet recorded when the relay took another
+        self.unrecorded_at_rcpt = 0  # the same when a new envelope began: the record and the envelope overlap
+
+    def _unrecorded(self, session: Any) -> int:
+        taken = self.taken.get(id(session), [])
+        with self.database.read_sessions() as db:
+            recorded = db.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.message_id.in_(taken), Delivery.status == "sent")
+            )
+        return len(taken) - int(recorded or 0)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
+        self.unrecorded_at_rcpt += self._unrecorded(session)
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.unrecorded_at_data += self._unrecorded(session)
+        answer = await super().handle_DATA(server, session, envelope)
+        self.taken.setdefault(id(session), []).append(str(self.messages[-1]["Message-ID"]))
+        return answer
+
+
+def test_a_message_is_recorded_while_the_next_envelope_goes_out_and_before_the_relay_takes_it(
+    arun: Any, settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each connection records a message's outcome while the next message's MAIL FROM and RCPT TO go out, and the
+    relay gets the next DATA only once that record is stored: so a crash can make the next worker repeat at most one
+    message per connection. Outcome records are slowed down here, so that taking a message before its predecessor's
+    record was stored would be seen."""
+    record = queue.record_outcome
+
+    def slow_record(*args: Any, **kwargs: Any) -> None:
+        time.sleep(0.02)
+        record(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "record_outcome", slow_record)
+    addresses = [f"r{i}@example.org" for i in range(24)]
+    seed(database, addresses)
+    sink = SmtpSink()
+    handler = ChecksRecordsAtData(database)
+    sink.handler = sink.controller.handler = handler
+    with sink:
+        worker = Worker(smtp_settings(settings, sink).model_copy(update={"smtp_connections": 3}), database)
+        assert arun(worker.run_once()) == 24
+        arun(worker.close())
+    assert set(statuses(database).values()) == {"sent"}
+    assert len(handler.messages) == 24
+    assert handler.unrecorded_at_data == 0
+    assert handler.unrecorded_at_rcpt > 0  # the records did overlap the next envelopes

@@ -23,9 +23,11 @@ from invitelink.worker.transports import (
     Mailer,
     PermanentError,
     RelayUnavailable,
+    Settle,
     TransientError,
     make_mailer,
     make_sms,
+    settled,
 )
 from invitelink.worker.webhooks import WebhookSender
 
@@ -145,10 +147,14 @@ class Worker:
                     extra={"relay": relay.label, "channel": channel, "down_seconds": round(down_for)},
                 )
 
-    async def send(self, job: queue.Job, mailer: Mailer | None = None) -> bool:
+    async def send(
+        self, job: queue.Job, mailer: Mailer | None = None, settle: Settle = settled
+    ) -> tuple[bool, asyncio.Task[None] | None]:
         """Send one job (e-mail over ``mailer``, by default the first connection) and record the outcome; never
-        raises for a transport's refusal. False when the channel's relay went down instead (the job went back to the
-        queue, or counted a try: ``_relay_failed``)."""
+        raises for a transport's refusal. Returns whether the relay answered (False: it went down instead, and the
+        job went back to the queue or counted a try: ``_relay_failed``) and, for a message the relay took, the
+        record of its outcome, still being written. ``settle`` is awaited before the relay takes the message (the
+        record of the connection's previous one)."""
         key = f"delivery-{job.delivery_id}-{job.sequence}"
         relay = self.relays[job.channel]
         # Whether the relay was up, or on trial, when this send began: a send that began before another connection
@@ -163,17 +169,19 @@ class Worker:
         except Exception as exc:
             log.warning("delivery %s cannot be rendered: %s", job.delivery_id, type(exc).__name__)
             await self._record(job, "failed", f"the message cannot be built: {exc}"[:1000])
-            return True
+            return True, None
+        recording = None
         try:
             if email is not None:
-                await (mailer or self.mailer).send(email, key)
+                await (mailer or self.mailer).send(email, key, settle)
                 detail = message_id(self.settings, job)
             else:
+                await settle()
                 await self.sms.send(job.to, sms, key)
                 detail = key
         except RelayUnavailable as exc:
             await self._relay_failed(job, str(exc))
-            return False
+            return False, None
         except PermanentError as exc:
             log.warning("delivery %s failed: %s", job.delivery_id, exc)
             await self._record(job, "failed", str(exc))
@@ -181,13 +189,14 @@ class Worker:
             log.info("delivery %s will be retried: %s", job.delivery_id, exc)
             await self._record(job, "retry", str(exc))
         else:
-            await self._record(job, "sent", detail)
+            # Written while the connection's next message gets its envelope (its ``settle``).
+            recording = asyncio.create_task(self._record(job, "sent", detail))
             self.sent += 1
         # The relay answered for this message (took it, or refused it for its recipient): it is up, unless another
         # connection found it down after this send began.
         if relay.down_since is None or relay.down_since == outage_at_start:
             await self._relay_back(relay)
-        return True
+        return True, recording
 
     async def _keep_leases(self, pending: set[int]) -> None:
         """Renew the lease of the batch's unsent deliveries every third of the lease, for as long as the batch takes:
@@ -215,39 +224,59 @@ class Worker:
                 await self._relay_back(relay)  # it passed its probe and nothing waits to go through it
         pending = {job.delivery_id for job in jobs}
         heartbeat = asyncio.create_task(self._keep_leases(pending)) if jobs else None
-        # The connections take the batch's jobs in order from one iterator, each sending one message at a time and
-        # recording its outcome before taking the next: so at most one message per connection is ever sent and
+        # The connections take the batch's jobs in order from one iterator, each sending one message at a time. A
+        # message's outcome is recorded while the next one's envelope goes out, and that record is stored before
+        # the relay takes the next message: so at most one message per connection is ever taken by the relay and
         # not yet recorded (what a SIGKILL can make the next worker send again).
         todo = iter(jobs)
         in_flight: set[int] = set()
 
         async def lane(mailer: Mailer) -> None:
-            for job in todo:
-                if stop is not None and stop.is_set():
-                    return
-                if job.delivery_id not in pending:
-                    continue  # given back when its relay went down
-                in_flight.add(job.delivery_id)
-                try:
-                    delivered = await self.send(job, mailer)
-                finally:
-                    in_flight.discard(job.delivery_id)
-                pending.discard(job.delivery_id)
-                if not delivered:
-                    # Every message of this channel would meet the same relay: give back untried the ones no
-                    # connection has taken yet. Those other connections are sending now finish as they will, and
-                    # record their own outcome (given back, they would be sent again).
-                    rest = [
-                        j.delivery_id
-                        for j in jobs
-                        if j.channel == job.channel and j.delivery_id in pending and j.delivery_id not in in_flight
-                    ]
-                    if rest:
-                        # Out of ``pending`` before the release is awaited: meanwhile another connection must not
-                        # take one of them from the iterator and send it (its outcome would find it released).
-                        pending.difference_update(rest)
-                        await self.database.write(queue.release, rest, self.worker_id)
-                await self.progress.report_if_due()
+            # The outcome record of this connection's previous message, while it is being written.
+            recording: asyncio.Task[None] | None = None
+
+            async def settle() -> None:
+                if recording is not None:
+                    await recording
+
+            try:
+                for job in todo:
+                    if stop is not None and stop.is_set():
+                        return
+                    if job.delivery_id not in pending:
+                        continue  # given back when its relay went down
+                    if self.relays[job.channel].paused:
+                        # Another connection found the relay down and is giving this channel's jobs back: none
+                        # may start now (taken by the relay all the same, it would end the outage it began in).
+                        continue
+                    in_flight.add(job.delivery_id)
+                    try:
+                        delivered, recorded = await self.send(job, mailer, settle)
+                    finally:
+                        in_flight.discard(job.delivery_id)
+                    if recorded is not None:
+                        await settle()  # done already (the transport awaited it), so none is left unawaited
+                        recording = recorded
+                    pending.discard(job.delivery_id)
+                    if not delivered:
+                        # Every message of this channel would meet the same relay: give back untried the ones no
+                        # connection has taken yet. Those other connections are sending now finish as they will,
+                        # and record their own outcome (given back, they would be sent again).
+                        rest = [
+                            j.delivery_id
+                            for j in jobs
+                            if j.channel == job.channel and j.delivery_id in pending and j.delivery_id not in in_flight
+                        ]
+                        if rest:
+                            # Out of ``pending`` before the release is awaited: meanwhile another connection must
+                            # not take one of them from the iterator and send it (its outcome would find it released).
+                            pending.difference_update(rest)
+                            await self.database.write(queue.release, rest, self.worker_id)
+                    await self.progress.report_if_due()
+            finally:
+                if recording is not None:
+                    # Shielded: a lane cancelled by a sibling's error still lets a message that went be recorded.
+                    await asyncio.shield(recording)
 
         try:
             async with asyncio.TaskGroup() as lanes:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
@@ -49,11 +50,24 @@ class Outgoing:
     """An address outside ASCII: sent with SMTPUTF8 (refused, for good, by a relay that lacks it)."""
 
 
+Settle = Callable[[], Awaitable[None]]
+"""Awaited by a transport just before it hands its message over (SMTP DATA, the file write, the gateway's POST):
+the worker passes the record of the connection's previous message, so that record is written while this message's
+envelope goes out, and yet at most one message per connection is ever handed over and not yet recorded."""
+
+
+async def settled() -> None:
+    return None
+
+
+SEND_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError)
+
+
 class Mailer(Protocol):
     # What the worker's outage lines call this transport ("mail relay smtp.example.org:587"): no secrets.
     label: str
 
-    async def send(self, message: Outgoing, key: str) -> None: ...
+    async def send(self, message: Outgoing, key: str, settle: Settle = settled) -> None: ...
     async def probe(self) -> None:
         """Return when the relay would take mail again; raise ``RelayUnavailable`` otherwise. Sends nothing."""
 
@@ -96,7 +110,8 @@ class OutboxMailer:
         self.directory = directory
         self.label = f"mail outbox {directory}"
 
-    async def send(self, message: Outgoing, key: str) -> None:
+    async def send(self, message: Outgoing, key: str, settle: Settle = settled) -> None:
+        await settle()
         _write_to_outbox(self.directory / f"{key}.eml", message.data)
 
     async def probe(self) -> None:
@@ -181,27 +196,70 @@ class SmtpMailer:
         self.client = client
         return client, False
 
-    async def send(self, message: Outgoing, key: str) -> None:
-        options = ["SMTPUTF8"] if message.smtputf8 else None
+    async def send(self, message: Outgoing, key: str, settle: Settle = settled) -> None:
         for fresh_try in (False, True):
             client, reused = await self._connect()
+            # Servers close connections that idled (often with a 421 to the next command): a reused connection
+            # gets one more try on a new one before the relay counts as down.
+            may_retry = reused and not fresh_try
             try:
-                errors, _response = await client.sendmail(
-                    message.sender, [message.recipient], message.data, mail_options=options
-                )
-            except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
-                error = classify_send_error(exc)
-                if not isinstance(error, RelayUnavailable):
-                    raise error from exc
-                await self._drop()
-                # Servers close connections that idled (often with a 421 to the next command): a reused connection
-                # gets one more try on a new one before the relay counts as down.
-                if reused and not fresh_try:
+                await self._envelope(client, message)
+            except SEND_ERRORS as exc:
+                if await self._failed(client, exc, may_retry):
                     continue
-                raise error from exc
-            if errors:
-                raise PermanentError("; ".join(f"{addr}: {code} {text}" for addr, (code, text) in errors.items()))
+            # While MAIL FROM and RCPT TO went back and forth, the previous message's outcome was being recorded;
+            # the relay takes this one only once that record is stored.
+            try:
+                await settle()
+            except BaseException:
+                await self._drop()  # an open envelope must not meet the next message
+                raise
+            try:
+                await client.data(message.data)
+            except SEND_ERRORS as exc:
+                if await self._failed(client, exc, may_retry):
+                    continue
             return
+
+    async def _envelope(self, client: aiosmtplib.SMTP, message: Outgoing) -> None:
+        """MAIL FROM and RCPT TO, with the options ``sendmail`` would give them (SIZE, SMTPUTF8)."""
+        if client.is_ehlo_or_helo_needed:
+            try:
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                if not client.is_connected:
+                    raise
+                await client.helo()
+        options = []
+        if client.supports_extension("size"):
+            options.append(f"SIZE={len(message.data)}")
+        encoding = "ascii"
+        if message.smtputf8:
+            if not client.supports_extension("smtputf8"):
+                raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
+            options.append("SMTPUTF8")
+            encoding = "utf-8"
+        await client.mail(message.sender, options=options, encoding=encoding)
+        try:
+            await client.rcpt(message.recipient, encoding=encoding)
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            raise aiosmtplib.SMTPRecipientsRefused([exc]) from exc
+
+    async def _failed(self, client: aiosmtplib.SMTP, exc: Exception, may_retry: bool) -> bool:
+        """Raise what ``exc`` means for the message; or True: the relay failed on a reused connection, try once
+        more on a new one."""
+        error = classify_send_error(exc)
+        if not isinstance(error, RelayUnavailable):
+            # This message's own refusal: end its envelope, so the connection can carry the next one.
+            try:
+                await client.rset()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                await self._drop()
+            raise error from exc
+        await self._drop()
+        if may_retry:
+            return True
+        raise error from exc
 
     async def probe(self) -> None:
         """Connect as a send would (EHLO, STARTTLS, AUTH), then MAIL FROM our sender and RSET: every stage that
