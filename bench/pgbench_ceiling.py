@@ -79,9 +79,8 @@ def run_pgbench(database_url: str, key: str, clients: int, threads: int, seconds
     finally:
         engine.dispose()
     url = make_url(database_url)
-    script = SCRIPT
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
-        handle.write(script)
+        handle.write(SCRIPT)
     command = [
         pgbench_binary(),
         "--no-vacuum",

@@ -29,6 +29,7 @@ from invitelink.services.links import issue_token
 from invitelink.worker import queue
 from invitelink.worker.messages import COMPAT32_SMTP, build_email
 from invitelink.worker.runner import Worker
+from invitelink.worker.transports import Outgoing, SmtpMailer
 from tests.smtp_server import RecordingHandler, SmtpSink, free_port
 
 
@@ -530,3 +531,72 @@ def test_a_message_is_recorded_while_the_next_envelope_goes_out_and_before_the_r
     assert len(handler.messages) == 24
     assert handler.unrecorded_at_data == 0
     assert handler.unrecorded_at_rcpt > 0  # the records did overlap the next envelopes
+
+
+class RefusesSomeData(RecordingHandler):
+    """Refuses DATA (554) for messages to the given recipients, after accepting their RCPT TO."""
+
+    def __init__(self, refuse_data: set[str]) -> None:
+        super().__init__()
+        self.refuse_data = refuse_data
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if set(envelope.rcpt_tos) & self.refuse_data:
+            return "554 5.7.1 message rejected"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_one_connection_carries_on_after_refusals_at_rcpt_and_at_data(
+    arun: Any, settings: Settings, database: Database
+) -> None:
+    """The worker runs the SMTP transaction itself (MAIL FROM, RCPT TO, then DATA once the previous record is
+    stored): a refused recipient and a refused message fail alone, and the envelope is reset so the same connection
+    takes the messages after them."""
+    seed(database, ["a@example.org", "norcpt@example.org", "b@example.org", "nodata@example.org", "c@example.org"])
+    sink = SmtpSink()
+    handler = RefusesSomeData({"nodata@example.org"})
+    handler.refuse = {"norcpt@example.org": "550 5.1.1 no such user"}
+    sink.handler = sink.controller.handler = handler
+    with sink:
+        worker = Worker(smtp_settings(settings, sink).model_copy(update={"smtp_connections": 1}), database)
+        assert arun(worker.run_once()) == 5
+        arun(worker.close())
+    assert statuses(database) == {
+        "a@example.org": "sent",
+        "norcpt@example.org": "failed",
+        "b@example.org": "sent",
+        "nodata@example.org": "failed",
+        "c@example.org": "sent",
+    }
+    assert [m["To"].addresses[0].addr_spec for m in handler.messages] == [
+        "a@example.org",
+        "b@example.org",
+        "c@example.org",
+    ]
+    assert handler.connections == 1  # the refusals did not cost the connection
+    with database.read_sessions() as session:
+        rows = session.execute(select(Contact.email, Delivery.last_error).join(Contact)).all()
+        errors = {email: error for email, error in rows}
+    assert "550" in (errors["norcpt@example.org"] or "") and "554" in (errors["nodata@example.org"] or "")
+
+
+def test_a_record_that_fails_before_data_sends_nothing_and_drops_the_envelope(
+    arun: Any, settings: Settings, sink: SmtpSink
+) -> None:
+    """When the previous message's record fails, the message waiting for it is not handed over, and its open
+    envelope does not stay on the connection: the next message goes out on a new one."""
+    mailer = SmtpMailer(smtp_settings(settings, sink))
+    message = Outgoing("lab@example.org", "p@example.org", b"Subject: hi\r\n\r\nbody\r\n", smtputf8=False)
+
+    async def record_failed() -> None:
+        raise RuntimeError("the database went away")
+
+    async def scenario() -> None:
+        with pytest.raises(RuntimeError):
+            await mailer.send(message, "k1", record_failed)
+        assert mailer.client is None  # dropped, not left with MAIL FROM and RCPT TO open
+        await mailer.send(message, "k2")
+        await mailer.close()
+
+    arun(scenario())
+    assert len(sink.messages) == 1

@@ -210,7 +210,8 @@ _DELIVERY = (
 @dataclass(frozen=True)
 class DeliveryFacts:
     """What a delivery event says about its delivery, named as the columns of ``_DELIVERY``. The worker reads them
-    when it claims the delivery (worker/queue.py), so recording an outcome needs no read of its own."""
+    when it claims the delivery (worker/queue.py), so recording an outcome needs no read of its own. The contact's
+    address in the event is then the one the message went to, even if the contact was edited while it was sent."""
 
     id: int
     status: str

@@ -11,8 +11,8 @@ the workspace row) and, while it is unchanged, answers the total and any page it
 The version is raised by a session listener, so no ORM write path can forget it: after every flush it looks at
 what the flush inserted, deleted or changed among those tables. An ORM bulk UPDATE or DELETE of them (none exists
 in the code today) raises every workspace's version, since which rows it touched is unknown. SQL written by hand
-against these tables (text(), Table-level statements, none exists today) goes unseen and must raise the version
-itself.
+that changes these tables (text(), Table-level statements; the prebuilt ones of the worker and the events only
+read them) goes unseen and must raise the version itself.
 """
 
 from __future__ import annotations

@@ -61,6 +61,9 @@ class Worker:
         self.sms = make_sms(settings)
         self.webhooks = WebhookSender(settings, self.database, self.worker_id)
         self.sent = 0
+        # Outcome records of messages the relay took, still being written -> their delivery: their leases are
+        # renewed meanwhile, and a batch ends only once they are stored.
+        self.recording: dict[asyncio.Task[None], int] = {}
         self.progress = Progress(self.database)
         self.retry_window = timedelta(hours=settings.delivery_retry_hours)
         self.relays = {
@@ -151,9 +154,10 @@ class Worker:
         self, job: queue.Job, mailer: Mailer | None = None, settle: Settle = settled
     ) -> tuple[bool, asyncio.Task[None] | None]:
         """Send one job (e-mail over ``mailer``, by default the first connection) and record the outcome; never
-        raises for a transport's refusal. Returns whether the relay answered (False: it went down instead, and the
-        job went back to the queue or counted a try: ``_relay_failed``) and, for a message the relay took, the
-        record of its outcome, still being written. ``settle`` is awaited before the relay takes the message (the
+        raises for a transport's refusal (it does raise the previous record's error, from ``settle``). Returns
+        whether the relay answered (False: it went down instead, and the job went back to the queue or counted a
+        try: ``_relay_failed``) and, for a message the relay took, the record of its outcome, still being written
+        (kept in ``self.recording`` until stored). ``settle`` is awaited before the relay takes the message (the
         record of the connection's previous one)."""
         key = f"delivery-{job.delivery_id}-{job.sequence}"
         relay = self.relays[job.channel]
@@ -191,6 +195,8 @@ class Worker:
         else:
             # Written while the connection's next message gets its envelope (its ``settle``).
             recording = asyncio.create_task(self._record(job, "sent", detail))
+            self.recording[recording] = job.delivery_id
+            recording.add_done_callback(self.recording.pop)
             self.sent += 1
         # The relay answered for this message (took it, or refused it for its recipient): it is up, unless another
         # connection found it down after this send began.
@@ -198,17 +204,28 @@ class Worker:
             await self._relay_back(relay)
         return True, recording
 
+    async def _records_stored(self) -> None:
+        """Wait for every outcome record still being written. A lane awaits its own and raises its error; one left
+        behind by a lane that was cancelled in between is logged here."""
+        for task, delivery_id in list(self.recording.items()):
+            try:
+                await asyncio.shield(task)
+            except Exception:
+                log.exception("recording the outcome of delivery %s failed", delivery_id)
+
     async def _keep_leases(self, pending: set[int]) -> None:
-        """Renew the lease of the batch's unsent deliveries every third of the lease, for as long as the batch takes:
-        a slow batch is never taken from a live worker, while a dead worker's claims come free one short lease
-        after its last renewal."""
+        """Renew the lease of the batch's unsent deliveries (``pending``) and of the sent ones whose record is still
+        being written, every third of the lease, for as long as the batch takes: a slow batch is never taken from a
+        live worker (nor a message whose record waits on a busy writer, to be sent again), while a dead worker's
+        claims come free one short lease after its last renewal."""
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
-            if pending:
+            held = pending | set(self.recording.values())
+            if held:
                 try:
-                    await self.database.write(queue.renew, sorted(pending), self.worker_id, self.lease)
+                    await self.database.write(queue.renew, sorted(held), self.worker_id, self.lease)
                 except Exception:  # the database may be briefly away; the next renewal tries again
-                    log.warning("renewing the leases of %d deliveries failed; retrying", len(pending))
+                    log.warning("renewing the leases of %d deliveries failed; retrying", len(held))
 
     async def run_once(self, stop: asyncio.Event | None = None) -> int:
         """Claim one batch of the channels whose relay is not paused and send it; returns how many jobs it claimed.
@@ -237,7 +254,9 @@ class Worker:
 
             async def settle() -> None:
                 if recording is not None:
-                    await recording
+                    # Shielded: this lane cancelled (a sibling's error) must not cancel the record of a message
+                    # that went.
+                    await asyncio.shield(recording)
 
             try:
                 for job in todo:
@@ -286,6 +305,7 @@ class Worker:
                 rest = [j.delivery_id for j in jobs if j.delivery_id in pending]
                 await self.database.write(queue.release, rest, self.worker_id)
         finally:
+            await self._records_stored()
             if heartbeat is not None:
                 heartbeat.cancel()
                 await asyncio.gather(heartbeat, return_exceptions=True)

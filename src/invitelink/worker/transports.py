@@ -205,8 +205,11 @@ class SmtpMailer:
             try:
                 await self._envelope(client, message)
             except SEND_ERRORS as exc:
-                if await self._failed(client, exc, may_retry):
-                    continue
+                await self._failed(client, exc, may_retry)
+                continue
+            except BaseException:
+                await self._drop()  # cancelled mid-command: the connection's state is unknown
+                raise
             # While MAIL FROM and RCPT TO went back and forth, the previous message's outcome was being recorded;
             # the relay takes this one only once that record is stored.
             try:
@@ -217,8 +220,11 @@ class SmtpMailer:
             try:
                 await client.data(message.data)
             except SEND_ERRORS as exc:
-                if await self._failed(client, exc, may_retry):
-                    continue
+                await self._failed(client, exc, may_retry)
+                continue
+            except BaseException:
+                await self._drop()
+                raise
             return
 
     async def _envelope(self, client: aiosmtplib.SMTP, message: Outgoing) -> None:
@@ -245,9 +251,9 @@ class SmtpMailer:
         except aiosmtplib.SMTPRecipientRefused as exc:
             raise aiosmtplib.SMTPRecipientsRefused([exc]) from exc
 
-    async def _failed(self, client: aiosmtplib.SMTP, exc: Exception, may_retry: bool) -> bool:
-        """Raise what ``exc`` means for the message; or True: the relay failed on a reused connection, try once
-        more on a new one."""
+    async def _failed(self, client: aiosmtplib.SMTP, exc: Exception, may_retry: bool) -> None:
+        """Raise what ``exc`` means for the message; return only when the relay failed on a reused connection,
+        to try once more on a new one."""
         error = classify_send_error(exc)
         if not isinstance(error, RelayUnavailable):
             # This message's own refusal: end its envelope, so the connection can carry the next one.
@@ -257,9 +263,8 @@ class SmtpMailer:
                 await self._drop()
             raise error from exc
         await self._drop()
-        if may_retry:
-            return True
-        raise error from exc
+        if not may_retry:
+            raise error from exc
 
     async def probe(self) -> None:
         """Connect as a send would (EHLO, STARTTLS, AUTH), then MAIL FROM our sender and RSET: every stage that
