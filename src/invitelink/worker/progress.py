@@ -43,20 +43,24 @@ class Progress:
             await self.report()
 
     async def report(self) -> None:
-        """Write the line for the outcomes counted so far (none: no line) and start counting afresh."""
+        """Write the line for the outcomes counted so far (none: no line) and start counting afresh. The counts are
+        taken before the depth is read: connections report concurrently, and an outcome counted meanwhile belongs
+        to the next line (read after the wait, a second report wrote "0 sent" and a count could be cleared unseen)."""
         if not self.counts:
             return
-        elapsed = max(self.clock() - self.since, 1e-3)
-        handled = sum(self.counts.values())
+        counts, self.counts = self.counts, Counter()
+        now = self.clock()
+        elapsed = max(now - self.since, 1e-3)
+        self.since = now
         try:
             depth: int | None = await self.database.read(due_deliveries)
         except Exception:  # a progress line must never stop the worker; the database may be briefly away
             depth = None
         figures = {
-            "sent": self.counts["sent"],
-            "failed": self.counts["failed"],
-            "retried": self.counts["retried"],
-            "per_second": round(handled / elapsed, 1),
+            "sent": counts["sent"],
+            "failed": counts["failed"],
+            "retried": counts["retried"],
+            "per_second": round(sum(counts.values()) / elapsed, 1),
             "queue_depth": depth,
         }
         log.info(
@@ -65,5 +69,3 @@ class Progress:
             figures,
             extra=figures,
         )
-        self.counts.clear()
-        self.since = self.clock()

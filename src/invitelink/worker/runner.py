@@ -309,7 +309,9 @@ class Worker:
             if heartbeat is not None:
                 heartbeat.cancel()
                 await asyncio.gather(heartbeat, return_exceptions=True)
-        if not jobs:
+        if jobs:
+            await self.progress.report_if_due()  # the batch's last records, stored after its lanes' last look
+        else:
             await self.progress.report()  # the queue ran dry: the last busy seconds' line, then silence
         return len(jobs)
 
