@@ -67,8 +67,11 @@ def pgbench_binary() -> str:
     return str(path)
 
 
-def run_pgbench(database_url: str, key: str, clients: int, threads: int, seconds: int) -> PgbenchResult:
-    """Runs the create_link statements for the demo key ``key`` against ``database_url`` for ``seconds``."""
+def run_pgbench(
+    database_url: str, key: str, clients: int, threads: int, seconds: int, rate: float | None = None
+) -> PgbenchResult:
+    """Runs the create_link statements for the demo key ``key`` against ``database_url`` for ``seconds``; with
+    ``rate``, at most that many transactions a second (pgbench --rate), else as fast as it can."""
     engine = create_engine(database_url)
     try:
         with engine.begin() as conn:
@@ -84,6 +87,7 @@ def run_pgbench(database_url: str, key: str, clients: int, threads: int, seconds
     command = [
         pgbench_binary(),
         "--no-vacuum",
+        *([f"--rate={rate:.0f}"] if rate else []),
         "--protocol=prepared",
         f"--client={clients}",
         f"--jobs={threads}",
