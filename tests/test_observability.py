@@ -182,7 +182,8 @@ def test_progress_lines_written_at_once_each_count_an_outcome_once(
     finally:
         database.dispose()
     lines = [(r.__dict__["sent"], r.__dict__["failed"]) for r in logs.records if r.name == "invitelink.worker.progress"]
-    assert lines == [(3, 0), (0, 1)]
+    # Each line reads the depth in a thread of its own, so either may be written first.
+    assert sorted(lines) == [(0, 1), (3, 0)]
 
 
 def test_the_access_line_can_be_turned_off_and_requests_are_still_counted(
