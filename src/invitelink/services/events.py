@@ -6,7 +6,7 @@ UPDATE changed a row: a repeat or a contradiction changes nothing and is recorde
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select
@@ -182,22 +182,25 @@ def participation_changed(
         )
 
 
+# A delivery as its events describe it, named as DeliveryFacts names the fields; the worker's claim reads the same
+# columns (worker/queue.py), over the same joins.
+DELIVERY_FACT_COLUMNS = (
+    _deliveries.c.id,
+    _deliveries.c.status,
+    _deliveries.c.channel,
+    _deliveries.c.sequence,
+    _deliveries.c.mailing_id,
+    _deliveries.c.attempts,
+    _deliveries.c.last_error,
+    _deliveries.c.message_id,
+    _mailings.c.survey_id,
+    _mailings.c.metadata.label("meta"),
+    _surveys.c.workspace_id,
+    _tokens.c.code,
+    *_CONTACT,
+)
 _DELIVERY = (
-    select(
-        _deliveries.c.id,
-        _deliveries.c.status,
-        _deliveries.c.channel,
-        _deliveries.c.sequence,
-        _deliveries.c.mailing_id,
-        _deliveries.c.attempts,
-        _deliveries.c.last_error,
-        _deliveries.c.message_id,
-        _mailings.c.survey_id,
-        _mailings.c.metadata.label("meta"),
-        _surveys.c.workspace_id,
-        _tokens.c.code,
-        *_CONTACT,
-    )
+    select(*DELIVERY_FACT_COLUMNS)
     .select_from(_deliveries)
     .join(_mailings, _mailings.c.id == _deliveries.c.mailing_id)
     .join(_surveys, _surveys.c.id == _mailings.c.survey_id)
@@ -209,7 +212,7 @@ _DELIVERY = (
 
 @dataclass(frozen=True)
 class DeliveryFacts:
-    """What a delivery event says about its delivery, named as the columns of ``_DELIVERY``. The worker reads them
+    """What a delivery event says about its delivery: the columns ``DELIVERY_FACT_COLUMNS``. The worker reads them
     when it claims the delivery (worker/queue.py), so recording an outcome needs no read of its own. The contact's
     address in the event is then the one the message went to, even if the contact was edited while it was sent."""
 
@@ -231,11 +234,18 @@ class DeliveryFacts:
     uid: str | None
     anonymous: bool
 
+    @classmethod
+    def of(cls, row: Any) -> DeliveryFacts:
+        """From a row holding ``DELIVERY_FACT_COLUMNS`` (it may hold more)."""
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
 
 def delivery_changed(session: Session, delivery_id: int, event_type: str, facts: DeliveryFacts | None = None) -> None:
     """``event_type`` (delivery.sent, delivery.failed, delivery.bounced) for a delivery that just changed: as
     ``facts`` say, or else as the database now says."""
-    row: Any = facts if facts is not None else session.execute(_DELIVERY, {"delivery_id": delivery_id}).one()
+    row = (
+        facts if facts is not None else DeliveryFacts.of(session.execute(_DELIVERY, {"delivery_id": delivery_id}).one())
+    )
     record(
         session,
         event_type,

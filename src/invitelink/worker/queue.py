@@ -97,35 +97,19 @@ _deliveries = cast(Table, Delivery.__table__)
 _contacts, _mailings, _surveys = Contact.__table__, Mailing.__table__, Survey.__table__
 _workspaces, _tokens, _participations = Workspace.__table__, Token.__table__, Participation.__table__
 # What a claimed delivery's job needs, as columns: loading six mapped objects per row cost the worker more than
-# sending took. The columns named as events.DeliveryFacts names them, for the outcome's event.
+# sending took. They include the delivery as its outcome's event describes it (events.DELIVERY_FACT_COLUMNS).
 _CLAIMED = (
     select(
-        _deliveries.c.id,
-        _deliveries.c.status,
-        _deliveries.c.channel,
-        _deliveries.c.sequence,
-        _deliveries.c.mailing_id,
-        _deliveries.c.attempts,
-        _deliveries.c.last_error,
-        _deliveries.c.message_id,
-        _contacts.c.id.label("contact_id"),
-        _contacts.c.email,
-        _contacts.c.mobile,
-        _contacts.c.uid,
-        _contacts.c.anonymous,
+        *events.DELIVERY_FACT_COLUMNS,
         _contacts.c.name,
         _contacts.c.attributes,
         _mailings.c.subject,
         _mailings.c.body,
         _mailings.c.sender_name,
         _mailings.c.reminder_days,
-        _mailings.c.survey_id,
-        _mailings.c.metadata.label("meta"),
         _surveys.c.project,
         _surveys.c.title,
-        _surveys.c.workspace_id,
         _workspaces.c.name.label("workspace_name"),
-        _tokens.c.code,
         _participations.c.status.label("participation_status"),
         _participations.c.reported_status,
     )
@@ -214,25 +198,7 @@ def claim(
                 workspace_name=row.workspace_name,
                 reminder_days=row.reminder_days if row.sequence == 0 else 0,
                 attributes=row.attributes or {},
-                facts=events.DeliveryFacts(
-                    id=row.id,
-                    status=row.status,
-                    channel=row.channel,
-                    sequence=row.sequence,
-                    mailing_id=row.mailing_id,
-                    attempts=row.attempts,
-                    last_error=row.last_error,
-                    message_id=row.message_id,
-                    survey_id=row.survey_id,
-                    meta=row.meta,
-                    workspace_id=row.workspace_id,
-                    code=row.code,
-                    contact_id=row.contact_id,
-                    email=row.email,
-                    mobile=row.mobile,
-                    uid=row.uid,
-                    anonymous=row.anonymous,
-                ),
+                facts=events.DeliveryFacts.of(row),
             )
         )
     if skipped:
@@ -253,8 +219,6 @@ def _suppressed(session: Session, pairs: list[tuple[int, str]]) -> set[tuple[int
     return {(w, a) for w, a in rows}
 
 
-# The outcome updates below run with synchronize_session=False: the job's session holds no Delivery objects to
-# keep in step, and the ORM's evaluation of the WHERE clause against them was a tenth of the worker's time.
 # Only the lease holder records an outcome: a worker whose lease expired must not overwrite a newer one.
 _MINE = (
     _deliveries.c.id == bindparam("b_delivery_id"),
